@@ -1,0 +1,1 @@
+"""The Exchange ActiveSync protocol front end. Owns no business data."""

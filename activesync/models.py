@@ -1,0 +1,1 @@
+"""Models of activesync; they arrive with the issues that need them."""

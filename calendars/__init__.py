@@ -1,0 +1,1 @@
+"""Calendar connections, calendars, events and attendees synced from Microsoft Graph."""

@@ -1,0 +1,1 @@
+"""Models of calendars; they arrive with the issues that need them."""

@@ -1,0 +1,1 @@
+"""Models of cases; they arrive with the issues that need them."""

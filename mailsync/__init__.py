@@ -1,0 +1,4 @@
+"""Mailboxes, folders and messages: Graph delta sync, SMTP intake and sending.
+
+Knows nothing of cases.
+"""

@@ -1,0 +1,1 @@
+"""Models of mailsync; they arrive with the issues that need them."""
