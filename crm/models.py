@@ -11,6 +11,11 @@ from django.db import models
 from django.db.models.functions import Lower
 
 
+def normalize_email(email: str) -> str:
+    """Addresses compare case-insensitively everywhere (allauth lowercases them too)."""
+    return email.strip().lower()
+
+
 class UserManager(BaseUserManager["User"]):
     """Users are identified by email address; there is no username."""
 
@@ -19,7 +24,7 @@ class UserManager(BaseUserManager["User"]):
     def _create_user(self, email: str, password: str | None, **extra: object) -> User:
         if not email:
             raise ValueError("An email address is required.")
-        user = self.model(email=self.normalize_email(email), **extra)
+        user = self.model(email=normalize_email(email), **extra)
         user.set_password(password)
         user.save(using=self._db)
         return user
@@ -52,6 +57,10 @@ class User(AbstractUser):
 
     class Meta:
         constraints = [models.UniqueConstraint(Lower("email"), name="crm_user_email_ci_unique")]
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = normalize_email(self.email)
 
     def __str__(self) -> str:
         return self.get_full_name() or self.email

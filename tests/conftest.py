@@ -58,3 +58,80 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def project_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup, project_root):
+    """uvicorn serving the project on the test database, as in production (PostgreSQL, Redis).
+
+    pytest-django's live_server is WSGI and has no WebSockets, hence a real ASGI subprocess.
+    Tests that use it need `transaction=True` so the server sees their rows.
+    """
+    import subprocess
+    import time
+    import urllib.request
+
+    from django.db import connection
+
+    port = free_port()
+    database = connection.settings_dict
+    env = dict(
+        os.environ,
+        DATABASE_URL=(
+            f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
+            f"{database['NAME']}"
+        ),
+    )
+    process = subprocess.Popen(
+        [
+            os.path.join(os.path.dirname(os.sys.executable), "uvicorn"),
+            "crm.asgi:application",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--log-level=warning",
+        ],
+        cwd=project_root,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2):  # noqa: S310
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start") from None
+            time.sleep(0.2)
+    yield base
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (never `playwright install`)."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls our tests make
+    # between browser steps are still plain synchronous calls.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.console_errors = errors
+    yield page
+    context.close()

@@ -16,7 +16,12 @@ class UserFactory(factory.django.DjangoModelFactory):
     email = factory.Sequence(lambda n: f"agent{n}@example.com")
     first_name = factory.Faker("first_name")
     last_name = factory.Faker("last_name")
-    password = factory.django.Password(DEFAULT_PASSWORD)
+    password = DEFAULT_PASSWORD
+
+    @classmethod
+    def _create(cls, model_class: type[User], *args: object, **kwargs: object) -> User:
+        """Through the manager, as every real entry point creates users."""
+        return model_class.objects.create_user(*args, **kwargs)
 
     @factory.post_generation
     def verified_email(self, create: bool, extracted: object, **kwargs: object) -> None:
