@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "crm.middleware.SyncMiddlewareChain",  # keep last: see its docstring
 ]
 
 ROOT_URLCONF = "crm.urls"

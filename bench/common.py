@@ -1,0 +1,114 @@
+"""What every benchmark shares: production settings, servers, the machine, the report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT = ROOT / "docs" / "benchmarks.md"
+PG = "postgres://postgres@127.0.0.1:5432"
+VENV_BIN = Path(os.sys.executable).parent
+
+
+def bench_env(database: str) -> dict[str, str]:
+    """Production settings (PostgreSQL pool, Redis) on a database of the benchmark's own."""
+    return dict(
+        os.environ,
+        DATABASE_URL=f"{PG}/{database}",
+        REDIS_URL="redis://127.0.0.1:6379/2",
+        CRM_ENV_FILE="/dev/null",
+        SECRET_KEY="bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        FIELD_ENCRYPTION_KEY="3q2-7wbXk_4tBz9E8mZ1yq2k4o7ZsSxq5t1l0bK9VxQ=",
+        DEBUG="false",
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="crm.settings",
+    )
+
+
+def ensure_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [str(VENV_BIN / "python"), "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout
+
+
+def start_uvicorn(env: dict[str, str], port: int, workers: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [
+            str(VENV_BIN / "uvicorn"),
+            "crm.asgi:application",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            f"--workers={workers}",
+            "--log-level=warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):  # noqa: S310
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("uvicorn did not start")
+
+
+def _first_line(command: list[str]) -> str:
+    if not shutil.which(command[0]):
+        return "not found"
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    return (out.stdout or out.stderr).strip().splitlines()[0]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        cpu = found.group(1).strip() if found else cpu
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}; Python {platform.python_version()}; "
+        f"{_first_line(['psql', '--version'])}; {_first_line(['redis-server', '--version'])}"
+    )
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace this benchmark's section of docs/benchmarks.md, keeping every other section."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = f"{start}\n{body.rstrip()}\n\n_Run {stamp} on: {machine()}._\n{end}"
+    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
+    if start in text:
+        pattern = re.escape(start) + r".*?" + re.escape(end)
+        text = re.sub(pattern, lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    REPORT.write_text(text)

@@ -1,0 +1,33 @@
+"""Benchmarks against the production configuration; figures go to docs/benchmarks.md.
+
+Run with `make bench`. Each benchmark rewrites its own section of docs/benchmarks.md (between
+its markers) with the figures and the machine they ran on, so the file always holds the latest
+honest run of every benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import api_list  # noqa: E402
+
+BENCHMARKS = {"api_list": api_list.run}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)}")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    for name in args.names or BENCHMARKS:
+        BENCHMARKS[name]()
+
+
+if __name__ == "__main__":
+    main()
