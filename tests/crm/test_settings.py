@@ -89,3 +89,31 @@ def test_sign_in_with_microsoft_sends_the_agent_to_the_tenant_authority(client):
     location = response["Location"]
     assert location.startswith("https://login.example.test/contoso/oauth2/v2.0/authorize?")
     assert "client_id=app-id" in location
+
+
+@pytest.mark.parametrize(("log_format", "is_json"), [("json", True), ("text", False)])
+def test_log_format_switches_between_json_lines_and_text(
+    tmp_path, project_root, log_format, is_json
+):
+    env = {**os.environ, "CRM_ENV_FILE": str(tmp_path / ".env"), "LOG_FORMAT": log_format}
+    script = (
+        "import django, logging; django.setup(); logging.getLogger('crm.x').warning('hi %s', 1)"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    line = result.stderr.strip().splitlines()[-1]
+    if is_json:
+        record = json.loads(line)
+        assert record["message"] == "hi 1"
+        assert record["level"] == "WARNING"
+        assert record["logger"] == "crm.x"
+    else:
+        assert line.endswith("WARNING crm.x: hi 1")
