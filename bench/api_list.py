@@ -111,8 +111,9 @@ middleware) at {baseline["rps"]:.0f} requests/s with p50 {baseline["p50"]:.1f} m
 {baseline["p99"]:.1f} ms at 32 connections: the floor that uvicorn and Django's ASGI path cost
 here. Each API request on top of it authenticates the token (one indexed query), checks the
 throttle (two Redis round trips), reads one page (one query) and serializes 50 objects through
-DRF; in-process, without ASGI, that Python work alone takes about 6 ms, and two cores shared
-with wrk, PostgreSQL and Redis bound the throughput at roughly 2 cores / 14 ms. Requests/s
+DRF; in-process, without ASGI, that Python work alone takes about 6 ms. With {workers} cores
+shared by uvicorn, wrk, PostgreSQL and Redis, {rows[1][1]["rps"]:.0f} requests/s means about
+{workers * 1000 / rows[1][1]["rps"]:.0f} ms of machine CPU per request. Requests/s
 hardly changes with the connection count because the CPU is saturated from 8 connections on;
 latency then grows with the queue. No target was set for this benchmark.""",
     )
