@@ -1,1 +1,279 @@
-"""Models of cases; they arrive with the issues that need them."""
+"""Customers, organizations, cases, tasks, notes and the case timeline."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+
+from cases.choices import (
+    CaseStatus,
+    CaseType,
+    Channel,
+    LinkKind,
+    OrganizationTier,
+    PhoneKind,
+    Priority,
+    Sentiment,
+    TaskStatus,
+    TimelineKind,
+)
+from crm.changes import ChangeTracked
+
+USER = settings.AUTH_USER_MODEL
+
+
+class Organization(models.Model):
+    """A customer company. Its email domains match senders to it; its tier selects SLAs."""
+
+    name = models.CharField(max_length=200, unique=True)
+    tier = models.CharField(
+        max_length=20, choices=OrganizationTier.choices, default=OrganizationTier.STANDARD
+    )
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OrganizationDomain(models.Model):
+    """An email domain (`example.com`) owned by one organization, stored lower-case."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="domains")
+    domain = models.CharField(max_length=253, unique=True)
+
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return self.domain
+
+
+class Customer(ChangeTracked):
+    """A person who writes to support. Visible to every agent; synced as a contact."""
+
+    name = models.CharField(max_length=200)
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="customers"
+    )
+    is_vip = models.BooleanField("VIP", default=False)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta(ChangeTracked.Meta):
+        ordering = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CustomerEmail(models.Model):
+    """One of a customer's addresses. Unique case-insensitively: a sender is one customer."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="emails")
+    email = models.EmailField()
+    is_primary = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="cases_customer_email_ci_unique")
+        ]
+        ordering = ["-is_primary", "email"]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class CustomerPhone(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="phones")
+    number = models.CharField(max_length=40)
+    kind = models.CharField(max_length=10, choices=PhoneKind.choices, default=PhoneKind.WORK)
+
+    def __str__(self) -> str:
+        return f"{self.number} ({self.kind})"
+
+
+class Tag(models.Model):
+    name = models.SlugField(max_length=50, unique=True, allow_unicode=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Case(models.Model):
+    """A customer's matter, owned by a team, worked by an assignee, told by its timeline."""
+
+    number = models.CharField(max_length=20, unique=True, editable=False)
+    title = models.CharField(max_length=300)
+    description = models.TextField(blank=True)
+    type = models.CharField(max_length=20, choices=CaseType.choices, default=CaseType.QUESTION)
+    status = models.CharField(max_length=20, choices=CaseStatus.choices, default=CaseStatus.NEW)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    sentiment = models.CharField(
+        max_length=10, choices=Sentiment.choices, default=Sentiment.UNKNOWN
+    )
+    channel = models.CharField(max_length=20, choices=Channel.choices, default=Channel.EMAIL)
+    team = models.ForeignKey("crm.Team", on_delete=models.PROTECT, related_name="cases")
+    assignee = models.ForeignKey(
+        USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_cases"
+    )
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases"
+    )
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases"
+    )
+    tags = models.ManyToManyField(Tag, blank=True, related_name="cases")
+    watchers = models.ManyToManyField(USER, blank=True, related_name="watched_cases")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_cases"
+    )
+    first_response_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_by = models.ForeignKey(
+        USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-pk"]
+        indexes = [
+            models.Index(fields=["team", "status", "-updated_at"], name="case_team_status_upd"),
+            models.Index(fields=["assignee", "status", "-updated_at"], name="case_assignee_status"),
+            models.Index(fields=["-updated_at", "-id"], name="case_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.title}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in (CaseStatus.RESOLVED, CaseStatus.CLOSED)
+
+
+class CaseLink(models.Model):
+    """A relation between two cases, stored once (from the case that made it)."""
+
+    from_case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="links_out")
+    to_case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="links_in")
+    kind = models.CharField(max_length=20, choices=LinkKind.choices, default=LinkKind.RELATED)
+    created_by = models.ForeignKey(
+        USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["from_case", "to_case"], name="cases_link_unique"),
+            models.CheckConstraint(
+                condition=~models.Q(from_case=models.F("to_case")), name="cases_link_not_self"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_case_id} {self.kind} {self.to_case_id}"
+
+
+class CaseNote(models.Model):
+    """An internal note on a case; @mentions notify the agents named."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(USER, null=True, on_delete=models.SET_NULL, related_name="+")
+    body = models.TextField()
+    mentions = models.ManyToManyField(USER, blank=True, related_name="mentioned_in_notes")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"Note on {self.case_id} by {self.author_id}"
+
+
+class Task(ChangeTracked):
+    """A piece of work, on a case or on its own; synced to its assignee's task list."""
+
+    case = models.ForeignKey(
+        Case, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks"
+    )
+    subject = models.CharField(max_length=300)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=TaskStatus.choices, default=TaskStatus.NEW)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    category = models.CharField(max_length=100, blank=True)
+    assignee = models.ForeignKey(
+        USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_tasks"
+    )
+    due_at = models.DateTimeField(null=True, blank=True)
+    remind_at = models.DateTimeField(null=True, blank=True)
+    summary = models.TextField(blank=True)
+    action_required = models.TextField(blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta(ChangeTracked.Meta):
+        ordering = ["due_at", "pk"]
+        indexes = [
+            *ChangeTracked.Meta.indexes,
+            models.Index(fields=["assignee", "status", "due_at"], name="task_assignee_status_due"),
+        ]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class ChecklistItem(models.Model):
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="checklist")
+    text = models.CharField(max_length=300)
+    done = models.BooleanField(default=False)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "pk"]
+
+    def __str__(self) -> str:
+        return f"[{'x' if self.done else ' '}] {self.text}"
+
+
+class TimelineEvent(models.Model):
+    """Append-only history of a case, written explicitly by the services (DESIGN.md habit 5).
+
+    `data` holds what the event needs to be shown: field, old and new values, ids.
+    """
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="timeline")
+    kind = models.CharField(max_length=30, choices=TimelineKind.choices)
+    actor = models.ForeignKey(
+        USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    summary = models.CharField(max_length=500)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["case", "created_at"], name="timeline_case_time")]
+
+    def __str__(self) -> str:
+        return self.summary

@@ -6,9 +6,14 @@ kernel because every app scopes its data by it.
 
 from __future__ import annotations
 
+import zoneinfo
+
 from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
+
+from crm.choices import Availability, ContainerKind, Role
 
 
 def normalize_email(email: str) -> str:
@@ -67,10 +72,18 @@ class User(AbstractUser):
 
 
 class Team(models.Model):
-    """A queue of work shared by a group of agents."""
+    """A queue of work shared by a group of agents; some members lead it."""
 
     name = models.CharField(max_length=100, unique=True)
     email = models.EmailField(blank=True, help_text="The address customers write to, if any.")
+    members = models.ManyToManyField(
+        "User", through="TeamMembership", related_name="teams", blank=True
+    )
+    reopen_window_days = models.PositiveIntegerField(
+        default=14,
+        help_text="A closed case may be reopened this many days after closing; "
+        "later, a customer's message starts a follow-up case.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -78,6 +91,92 @@ class Team(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class TeamMembership(models.Model):
+    """An agent's place in a team. `last_assigned_at` is the round-robin pointer."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey("User", on_delete=models.CASCADE, related_name="memberships")
+    is_lead = models.BooleanField(default=False)
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "user"], name="crm_membership_unique")
+        ]
+        ordering = ["team__name", "user__email"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team}{' (lead)' if self.is_lead else ''}"
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"“{value}” is not a known time zone.")
+
+
+class AgentProfile(models.Model):
+    """What the CRM knows about a user as an agent: role, time zone, signature, workload."""
+
+    user = models.OneToOneField("User", on_delete=models.CASCADE, related_name="profile")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.AGENT)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    signature = models.TextField(blank=True)
+    availability = models.CharField(
+        max_length=10, choices=Availability.choices, default=Availability.AVAILABLE
+    )
+    paused = models.BooleanField(
+        default=False, help_text="Set by a lead: round-robin skips a paused agent."
+    )
+    capacity = models.PositiveIntegerField(
+        default=20, help_text="Open cases round-robin may give this agent at most."
+    )
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()})"
+
+    @property
+    def takes_new_work(self) -> bool:
+        return self.availability == Availability.AVAILABLE and not self.paused
+
+
+class ChangeContainer(models.Model):
+    """A container of syncable items whose changes are numbered in commit order.
+
+    `last_seq` is only ever advanced under `SELECT ... FOR UPDATE` on this row inside the
+    writing transaction (crm.changes), so within one container numbers become visible in order.
+    """
+
+    kind = models.CharField(max_length=20, choices=ContainerKind.choices)
+    key = models.CharField(
+        max_length=64, unique=True, help_text="kind, and the id of what it belongs to if any."
+    )
+    last_seq = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.last_seq}"
+
+
+class Tombstone(models.Model):
+    """An item that left a container (deleted, or moved elsewhere), with the number it left at."""
+
+    container = models.ForeignKey(
+        ChangeContainer, on_delete=models.CASCADE, related_name="tombstones"
+    )
+    item_type = models.CharField(max_length=50, help_text="app_label.model of the item.")
+    item_id = models.PositiveBigIntegerField()
+    change_seq = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["container", "change_seq"], name="crm_tombstone_seq_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_type}#{self.item_id} left {self.container_id} @ {self.change_seq}"
 
 
 class ApiToken(models.Model):

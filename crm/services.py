@@ -13,7 +13,8 @@ from django.db.models import F
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from crm.models import ApiToken, Heartbeat, Team, User
+from crm.choices import Role
+from crm.models import AgentProfile, ApiToken, Heartbeat, Team, TeamMembership, User
 from crm.schedules import ScheduleSpec
 
 API_TOKEN_BYTES = 32
@@ -51,6 +52,74 @@ def api_token_touch(*, token: ApiToken, now: datetime) -> None:
 def team_create(*, name: str, email: str = "") -> Team:
     team, _ = Team.objects.get_or_create(name=name, defaults={"email": email})
     return team
+
+
+@transaction.atomic
+def agent_upsert(
+    *,
+    email: str,
+    password: str | None = None,
+    team: Team | None = None,
+    role: str = Role.AGENT,
+    first_name: str = "",
+    last_name: str = "",
+) -> tuple[User, bool]:
+    """Create or update an agent who can sign in at once.
+
+    The address is verified for allauth (no confirmation mail), MFA is left to the agent.
+    Leads and admins get Django admin access: admins as superusers, leads through the "Leads"
+    group, which the restricted admin scopes to the teams they lead. Returns (user, created).
+    """
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth.models import Group
+
+    if role not in Role.values:
+        raise ValueError(f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.")
+    user = User.objects.filter(email__iexact=email).first()
+    created = user is None
+    if created:
+        user = User.objects.create_user(email=email, first_name=first_name, last_name=last_name)
+    elif first_name or last_name:
+        user.first_name, user.last_name = first_name or user.first_name, last_name or user.last_name
+    if password:
+        user.set_password(password)
+    user.is_staff = role in (Role.LEAD, Role.ADMIN)
+    user.is_superuser = role == Role.ADMIN
+    user.save()
+    AgentProfile.objects.update_or_create(user=user, defaults={"role": role})
+    leads_group, _ = Group.objects.get_or_create(name=LEADS_GROUP)
+    if role == Role.LEAD:
+        user.groups.add(leads_group)
+    else:
+        user.groups.remove(leads_group)
+    EmailAddress.objects.filter(user=user).exclude(email__iexact=user.email).update(primary=False)
+    EmailAddress.objects.update_or_create(
+        user=user, email=user.email, defaults={"verified": True, "primary": True}
+    )
+    if team is not None:
+        team_membership_set(team=team, user=user, is_lead=role == Role.LEAD)
+    return user, created
+
+
+LEADS_GROUP = "Leads"
+
+
+@transaction.atomic
+def team_membership_set(*, team: Team, user: User, is_lead: bool = False) -> TeamMembership:
+    membership, _ = TeamMembership.objects.update_or_create(
+        team=team, user=user, defaults={"is_lead": is_lead}
+    )
+    return membership
+
+
+def team_membership_remove(*, team: Team, user: User) -> None:
+    TeamMembership.objects.filter(team=team, user=user).delete()
+
+
+def agent_set_paused(*, agent: User, paused: bool) -> AgentProfile:
+    """A lead pauses or resumes an agent for round-robin."""
+    profile, _ = AgentProfile.objects.update_or_create(user=agent, defaults={"paused": paused})
+    return profile
 
 
 def heartbeat_record(*, name: str, hostname: str | None = None) -> Heartbeat:

@@ -1,0 +1,121 @@
+"""Choices of the cases app (DESIGN.md habit 6). Values are snake_case, as the API shows them."""
+
+from django.db import models
+
+
+class CaseType(models.TextChoices):
+    QUESTION = "question", "Question"
+    INCIDENT = "incident", "Incident"
+    PROBLEM = "problem", "Problem"
+    REQUEST = "request", "Request"
+    COMPLAINT = "complaint", "Complaint"
+
+
+class CaseStatus(models.TextChoices):
+    NEW = "new", "New"
+    IN_PROGRESS = "in_progress", "In progress"
+    AWAITING_CUSTOMER = "awaiting_customer", "Awaiting customer"
+    AWAITING_VENDOR = "awaiting_vendor", "Awaiting vendor"
+    RESOLVED = "resolved", "Resolved"
+    CLOSED = "closed", "Closed"
+
+
+OPEN_CASE_STATUSES = (
+    CaseStatus.NEW,
+    CaseStatus.IN_PROGRESS,
+    CaseStatus.AWAITING_CUSTOMER,
+    CaseStatus.AWAITING_VENDOR,
+)
+
+CASE_TRANSITIONS: dict[str, frozenset[str]] = {
+    CaseStatus.NEW: frozenset(
+        {"in_progress", "awaiting_customer", "awaiting_vendor", "resolved", "closed"}
+    ),
+    CaseStatus.IN_PROGRESS: frozenset(
+        {"awaiting_customer", "awaiting_vendor", "resolved", "closed"}
+    ),
+    CaseStatus.AWAITING_CUSTOMER: frozenset(
+        {"in_progress", "awaiting_vendor", "resolved", "closed"}
+    ),
+    CaseStatus.AWAITING_VENDOR: frozenset(
+        {"in_progress", "awaiting_customer", "resolved", "closed"}
+    ),
+    CaseStatus.RESOLVED: frozenset({"in_progress", "closed"}),
+    CaseStatus.CLOSED: frozenset({"in_progress"}),
+}
+
+
+class Priority(models.TextChoices):
+    LOW = "low", "Low"
+    NORMAL = "normal", "Normal"
+    HIGH = "high", "High"
+    URGENT = "urgent", "Urgent"
+
+
+class Sentiment(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    POSITIVE = "positive", "Positive"
+    NEUTRAL = "neutral", "Neutral"
+    NEGATIVE = "negative", "Negative"
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    WEB = "web", "Web"
+    PHONE = "phone", "Phone"
+    API = "api", "API"
+    CHAT = "chat", "Chat"
+    ACTIVESYNC = "activesync", "ActiveSync"
+
+
+class OrganizationTier(models.TextChoices):
+    STANDARD = "standard", "Standard"
+    SILVER = "silver", "Silver"
+    GOLD = "gold", "Gold"
+    PLATINUM = "platinum", "Platinum"
+
+
+class TaskStatus(models.TextChoices):
+    NEW = "new", "New"
+    IN_PROGRESS = "in_progress", "In progress"
+    RESOLVED = "resolved", "Resolved"
+    CLOSED = "closed", "Closed"
+
+
+TASK_TRANSITIONS: dict[str, frozenset[str]] = {
+    TaskStatus.NEW: frozenset({"in_progress", "resolved", "closed"}),
+    TaskStatus.IN_PROGRESS: frozenset({"resolved", "closed"}),
+    TaskStatus.RESOLVED: frozenset({"in_progress", "closed"}),
+    TaskStatus.CLOSED: frozenset({"in_progress"}),
+}
+OPEN_TASK_STATUSES = (TaskStatus.NEW, TaskStatus.IN_PROGRESS)
+
+
+class PhoneKind(models.TextChoices):
+    WORK = "work", "Work"
+    MOBILE = "mobile", "Mobile"
+    HOME = "home", "Home"
+    OTHER = "other", "Other"
+
+
+class LinkKind(models.TextChoices):
+    RELATED = "related", "Related"
+    DUPLICATE = "duplicate", "Duplicate of"
+    CAUSED_BY = "caused_by", "Caused by"
+
+
+class TimelineKind(models.TextChoices):
+    CREATED = "created", "Created"
+    FIELD_CHANGED = "field_changed", "Field changed"
+    STATUS_CHANGED = "status_changed", "Status changed"
+    ASSIGNED = "assigned", "Assigned"
+    NOTE_ADDED = "note_added", "Note added"
+    TASK_ADDED = "task_added", "Task added"
+    TASK_CHANGED = "task_changed", "Task changed"
+    MERGED_INTO = "merged_into", "Merged into another case"
+    MERGED_FROM = "merged_from", "Another case merged in"
+    LINKED = "linked", "Linked"
+    UNLINKED = "unlinked", "Unlinked"
+    WATCHER_ADDED = "watcher_added", "Watcher added"
+    WATCHER_REMOVED = "watcher_removed", "Watcher removed"
+    TAGS_CHANGED = "tags_changed", "Tags changed"

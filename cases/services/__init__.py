@@ -1,0 +1,67 @@
+"""Every state change of the cases app (DESIGN.md "Inside an app"): plain functions with
+keyword arguments, one transaction each, writing the timeline explicitly.
+
+Callers import from here: `from cases import services; services.case_assign(...)`.
+"""
+
+from cases.services.cases import (
+    case_add_note,
+    case_add_watcher,
+    case_assign,
+    case_assign_round_robin,
+    case_change_status,
+    case_create,
+    case_link,
+    case_merge,
+    case_remove_watcher,
+    case_set_parent,
+    case_set_tags,
+    case_unlink,
+    case_update,
+)
+from cases.services.customers import (
+    customer_add_email,
+    customer_create,
+    customer_delete,
+    customer_remove_email,
+    customer_update,
+    organization_create,
+    organization_set_domains,
+)
+from cases.services.tasks import (
+    task_assign,
+    task_change_status,
+    task_create,
+    task_delete,
+    task_set_checklist,
+    task_update,
+)
+
+__all__ = [
+    "case_add_note",
+    "case_add_watcher",
+    "case_assign",
+    "case_assign_round_robin",
+    "case_change_status",
+    "case_create",
+    "case_link",
+    "case_merge",
+    "case_remove_watcher",
+    "case_set_parent",
+    "case_set_tags",
+    "case_unlink",
+    "case_update",
+    "customer_add_email",
+    "customer_create",
+    "customer_delete",
+    "customer_remove_email",
+    "customer_update",
+    "organization_create",
+    "organization_set_domains",
+    "task_assign",
+    "task_change_status",
+    "task_create",
+    "task_delete",
+    "task_set_checklist",
+    "task_update",
+]
