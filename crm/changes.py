@@ -42,14 +42,13 @@ def change_seq_allocate(container: ChangeContainer) -> int:
     """Take the container's next number.
 
     Precondition: the caller is inside the transaction that writes the change
-    (`transaction.atomic`); the row lock taken here is held until that transaction ends, which
-    is what keeps numbers visible in order.
+    (`transaction.atomic`). The UPDATE takes the container row's lock and holds it until that
+    transaction ends, so a second writer waits for the first to commit: within a container,
+    numbers become visible in order.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("change_seq_allocate must run inside the writing transaction")
-    ChangeContainer.objects.select_for_update().filter(pk=container.pk).update(
-        last_seq=F("last_seq") + 1
-    )
+    ChangeContainer.objects.filter(pk=container.pk).update(last_seq=F("last_seq") + 1)
     container.refresh_from_db(fields=["last_seq"])
     return container.last_seq
 
