@@ -171,9 +171,7 @@ class Tombstone(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [
-            models.Index(fields=["container", "change_seq"], name="crm_tombstone_seq_idx")
-        ]
+        indexes = [models.Index(fields=["container", "change_seq"], name="crm_tombstone_seq_idx")]
 
     def __str__(self) -> str:
         return f"{self.item_type}#{self.item_id} left {self.container_id} @ {self.change_seq}"

@@ -7,75 +7,186 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('crm', '0001_initial'),
+        ("crm", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ChangeContainer',
+            name="ChangeContainer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('customer_book', 'Customer book'), ('task_list', 'Task list'), ('mailbox', 'Mailbox'), ('calendar', 'Calendar')], max_length=20)),
-                ('key', models.CharField(help_text='kind, and the id of what it belongs to if any.', max_length=64, unique=True)),
-                ('last_seq', models.PositiveBigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("customer_book", "Customer book"),
+                            ("task_list", "Task list"),
+                            ("mailbox", "Mailbox"),
+                            ("calendar", "Calendar"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(
+                        help_text="kind, and the id of what it belongs to if any.",
+                        max_length=64,
+                        unique=True,
+                    ),
+                ),
+                ("last_seq", models.PositiveBigIntegerField(default=0)),
             ],
         ),
         migrations.AddField(
-            model_name='team',
-            name='reopen_window_days',
-            field=models.PositiveIntegerField(default=14, help_text="A closed case may be reopened this many days after closing; later, a customer's message starts a follow-up case."),
+            model_name="team",
+            name="reopen_window_days",
+            field=models.PositiveIntegerField(
+                default=14,
+                help_text="A closed case may be reopened this many days after closing; later, a customer's message starts a follow-up case.",
+            ),
         ),
         migrations.CreateModel(
-            name='AgentProfile',
+            name="AgentProfile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('agent', 'Agent'), ('lead', 'Lead'), ('admin', 'Admin')], default='agent', max_length=10)),
-                ('timezone', models.CharField(default='UTC', max_length=64, validators=[crm.models.validate_timezone])),
-                ('signature', models.TextField(blank=True)),
-                ('availability', models.CharField(choices=[('available', 'Available'), ('away', 'Away'), ('offline', 'Offline')], default='available', max_length=10)),
-                ('paused', models.BooleanField(default=False, help_text='Set by a lead: round-robin skips a paused agent.')),
-                ('capacity', models.PositiveIntegerField(default=20, help_text='Open cases round-robin may give this agent at most.')),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='profile', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("agent", "Agent"), ("lead", "Lead"), ("admin", "Admin")],
+                        default="agent",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "timezone",
+                    models.CharField(
+                        default="UTC", max_length=64, validators=[crm.models.validate_timezone]
+                    ),
+                ),
+                ("signature", models.TextField(blank=True)),
+                (
+                    "availability",
+                    models.CharField(
+                        choices=[
+                            ("available", "Available"),
+                            ("away", "Away"),
+                            ("offline", "Offline"),
+                        ],
+                        default="available",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "paused",
+                    models.BooleanField(
+                        default=False, help_text="Set by a lead: round-robin skips a paused agent."
+                    ),
+                ),
+                (
+                    "capacity",
+                    models.PositiveIntegerField(
+                        default=20, help_text="Open cases round-robin may give this agent at most."
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="profile",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TeamMembership',
+            name="TeamMembership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('is_lead', models.BooleanField(default=False)),
-                ('last_assigned_at', models.DateTimeField(blank=True, null=True)),
-                ('joined_at', models.DateTimeField(auto_now_add=True)),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='crm.team')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("is_lead", models.BooleanField(default=False)),
+                ("last_assigned_at", models.DateTimeField(blank=True, null=True)),
+                ("joined_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="crm.team",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['team__name', 'user__email'],
+                "ordering": ["team__name", "user__email"],
             },
         ),
         migrations.AddField(
-            model_name='team',
-            name='members',
-            field=models.ManyToManyField(blank=True, related_name='teams', through='crm.TeamMembership', to=settings.AUTH_USER_MODEL),
+            model_name="team",
+            name="members",
+            field=models.ManyToManyField(
+                blank=True,
+                related_name="teams",
+                through="crm.TeamMembership",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.CreateModel(
-            name='Tombstone',
+            name="Tombstone",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('item_type', models.CharField(help_text='app_label.model of the item.', max_length=50)),
-                ('item_id', models.PositiveBigIntegerField()),
-                ('change_seq', models.PositiveBigIntegerField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('container', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tombstones', to='crm.changecontainer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "item_type",
+                    models.CharField(help_text="app_label.model of the item.", max_length=50),
+                ),
+                ("item_id", models.PositiveBigIntegerField()),
+                ("change_seq", models.PositiveBigIntegerField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "container",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tombstones",
+                        to="crm.changecontainer",
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='teammembership',
-            constraint=models.UniqueConstraint(fields=('team', 'user'), name='crm_membership_unique'),
+            model_name="teammembership",
+            constraint=models.UniqueConstraint(
+                fields=("team", "user"), name="crm_membership_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='tombstone',
-            index=models.Index(fields=['container', 'change_seq'], name='crm_tombstone_seq_idx'),
+            model_name="tombstone",
+            index=models.Index(fields=["container", "change_seq"], name="crm_tombstone_seq_idx"),
         ),
     ]
