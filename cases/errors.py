@@ -6,14 +6,11 @@ Every entry point shows `message` as is: the admin as a form error, the API as a
 
 from __future__ import annotations
 
+from crm.errors import ServiceError
 
-class CaseError(Exception):
+
+class CaseError(ServiceError):
     code = "invalid"
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 class InvalidTransition(CaseError):

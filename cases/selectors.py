@@ -92,3 +92,43 @@ def customer_by_email(address: str) -> Customer | None:
         .first()
     )
     return row.customer if row else None
+
+
+def case_search(*, user: User, query: str) -> QuerySet[Case]:
+    """Cases matching `query` in number, title, description or the customer's name or address.
+
+    A plain containment search; full-text search with ranking replaces it on PostgreSQL.
+    """
+    terms = query.split()
+    cases = case_list(user=user)
+    for term in terms:
+        cases = cases.filter(
+            Q(number__icontains=term)
+            | Q(title__icontains=term)
+            | Q(description__icontains=term)
+            | Q(customer__name__icontains=term)
+            | Q(customer__emails__email__icontains=term)
+        )
+    return cases.distinct()
+
+
+def task_search(*, user: User, query: str) -> QuerySet[Task]:
+    tasks = task_list(user=user)
+    for term in query.split():
+        tasks = tasks.filter(
+            Q(subject__icontains=term)
+            | Q(description__icontains=term)
+            | Q(case__number__icontains=term)
+        )
+    return tasks
+
+
+def customer_search(*, user: User, query: str) -> QuerySet[Customer]:
+    customers = customer_list(user=user)
+    for term in query.split():
+        customers = customers.filter(
+            Q(name__icontains=term)
+            | Q(emails__email__icontains=term)
+            | Q(organization__name__icontains=term)
+        )
+    return customers.distinct()

@@ -254,6 +254,7 @@ REST_FRAMEWORK = {
         "user": env.str("API_THROTTLE_USER", default="6000/min"),
     },
     "SEARCH_PARAM": "q",
+    "EXCEPTION_HANDLER": "crm.api.exceptions.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
@@ -265,6 +266,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "CaseStatusEnum": "cases.choices.CaseStatus",
+        "TaskStatusEnum": "cases.choices.TaskStatus",
+    },
 }
 
 # --- Static files, security -------------------------------------------------------------------

@@ -498,3 +498,20 @@ def case_set_tags(*, actor: User | None, case: Case, names: Iterable[str]) -> li
         removed=removed,
     )
     return sorted(wanted)
+
+
+@transaction.atomic
+def case_delete(*, actor: User | None, case: Case) -> None:
+    """Delete a case and its tasks; synced task lists get tombstones for the tasks."""
+    from crm import changes
+
+    _lock(case)
+    if case.merged_cases.exists():
+        raise CaseError(
+            f"Other cases were merged into {case.number}; their numbers resolve to it.",
+            field="case",
+        )
+    for task in case.tasks.select_related("change_container"):
+        if task.change_container is not None:
+            changes.item_leave(task, task.change_container)
+    case.delete()

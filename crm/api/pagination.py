@@ -18,3 +18,13 @@ class CursorPagination(pagination.CursorPagination):
             return super().decode_cursor(request)
         except exceptions.NotFound as exc:
             raise exceptions.ValidationError({self.cursor_query_param: [str(exc.detail)]}) from exc
+
+
+class FixedOrderCursorPagination(CursorPagination):
+    """For sub-lists (a case's timeline, notes, tasks) whose order is not the view's."""
+
+    def __init__(self, *ordering: str) -> None:
+        self.ordering = ordering
+
+    def get_ordering(self, request: Request, queryset: object, view: object) -> tuple[str, ...]:
+        return self.ordering

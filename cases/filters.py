@@ -1,0 +1,72 @@
+"""django-filter FilterSets: every field an agent filters by."""
+
+from __future__ import annotations
+
+import django_filters as filters
+from django.db.models import Q, QuerySet
+
+from cases.choices import (
+    OPEN_CASE_STATUSES,
+    OPEN_TASK_STATUSES,
+    CaseStatus,
+    CaseType,
+    Channel,
+    Priority,
+    TaskStatus,
+)
+from cases.models import Case, Customer, Organization, Task
+
+
+class CaseFilter(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(choices=CaseStatus.choices)
+    priority = filters.MultipleChoiceFilter(choices=Priority.choices)
+    type = filters.MultipleChoiceFilter(choices=CaseType.choices)
+    channel = filters.MultipleChoiceFilter(choices=Channel.choices)
+    is_open = filters.BooleanFilter(method="filter_open", label="Open (not resolved or closed)")
+    unassigned = filters.BooleanFilter(field_name="assignee", lookup_expr="isnull")
+    tag = filters.CharFilter(field_name="tags__name", label="Tag name")
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_before = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
+
+    class Meta:
+        model = Case
+        fields = ["team", "assignee", "customer", "organization", "parent"]
+
+    def filter_open(self, queryset: QuerySet[Case], name: str, value: bool) -> QuerySet[Case]:
+        condition = Q(status__in=OPEN_CASE_STATUSES)
+        return queryset.filter(condition if value else ~condition)
+
+
+class TaskFilter(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(choices=TaskStatus.choices)
+    priority = filters.MultipleChoiceFilter(choices=Priority.choices)
+    is_open = filters.BooleanFilter(method="filter_open")
+    unassigned = filters.BooleanFilter(field_name="assignee", lookup_expr="isnull")
+    due_after = filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="gte")
+    due_before = filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="lt")
+
+    class Meta:
+        model = Task
+        fields = ["case", "assignee", "category"]
+
+    def filter_open(self, queryset: QuerySet[Task], name: str, value: bool) -> QuerySet[Task]:
+        condition = Q(status__in=OPEN_TASK_STATUSES)
+        return queryset.filter(condition if value else ~condition)
+
+
+class CustomerFilter(filters.FilterSet):
+    email = filters.CharFilter(field_name="emails__email", lookup_expr="iexact")
+
+    class Meta:
+        model = Customer
+        fields = ["organization", "is_vip"]
+
+
+class OrganizationFilter(filters.FilterSet):
+    domain = filters.CharFilter(field_name="domains__domain", lookup_expr="iexact")
+
+    class Meta:
+        model = Organization
+        fields = ["tier"]
