@@ -16,13 +16,14 @@ def test_anonymous_requests_are_refused(api_client):
 
 
 def test_lists_teams_with_cursor_pagination(agent_client):
-    TeamFactory.create_batch(5)
+    for name in ["Echo", "Alpha", "Delta", "Bravo", "Charlie"]:
+        TeamFactory(name=name)
 
     first = agent_client.get("/api/v1/teams", {"page_size": 2}).json()
     second = agent_client.get(first["next"]).json()
 
-    assert [t["name"] for t in first["results"]] == ["Team 000", "Team 001"]
-    assert [t["name"] for t in second["results"]] == ["Team 002", "Team 003"]
+    assert [t["name"] for t in first["results"]] == ["Alpha", "Bravo"]
+    assert [t["name"] for t in second["results"]] == ["Charlie", "Delta"]
     assert set(first["results"][0]) == {"id", "name", "email", "created_at"}
     assert first["previous"] is None
     assert "count" not in first
