@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -65,6 +66,9 @@ class Customer(ChangeTracked):
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    search_vector = SearchVectorField(
+        null=True, editable=False, help_text="Kept current by a PostgreSQL trigger."
+    )
 
     class Meta(ChangeTracked.Meta):
         ordering = ["name", "pk"]
@@ -151,6 +155,9 @@ class Case(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    search_vector = SearchVectorField(
+        null=True, editable=False, help_text="Kept current by a PostgreSQL trigger."
+    )
 
     class Meta:
         ordering = ["-updated_at", "-pk"]
@@ -231,6 +238,9 @@ class Task(ChangeTracked):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    search_vector = SearchVectorField(
+        null=True, editable=False, help_text="Kept current by a PostgreSQL trigger."
+    )
 
     class Meta(ChangeTracked.Meta):
         ordering = ["due_at", "pk"]

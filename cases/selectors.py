@@ -11,10 +11,12 @@ Every entry point (admin, API, web UI, search, exports, ActiveSync) starts from 
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.contrib.postgres.search import SearchQuery, SearchRank, TrigramSimilarity
+from django.db.models import F, Q, QuerySet
 
 from cases.models import Case, CaseNote, Customer, CustomerEmail, Organization, Task, TimelineEvent
 from crm import selectors as crm_selectors
+from crm.db import is_postgresql
 from crm.models import User
 
 
@@ -94,41 +96,108 @@ def customer_by_email(address: str) -> Customer | None:
     return row.customer if row else None
 
 
-def case_search(*, user: User, query: str) -> QuerySet[Case]:
-    """Cases matching `query` in number, title, description or the customer's name or address.
+SEARCH_CONFIG = "english"
 
-    A plain containment search; full-text search with ranking replaces it on PostgreSQL.
+
+def _websearch(query: str) -> SearchQuery:
+    return SearchQuery(query, search_type="websearch", config=SEARCH_CONFIG)
+
+
+def _uses_operators(query: str) -> bool:
+    """Quotes, `-word` or `or`: the agent asked precisely, so no fuzzy extras."""
+    words = query.lower().split()
+    return '"' in query or "or" in words or any(w.startswith("-") for w in words)
+
+
+def _fuzzy(query: str, field: str) -> Q:
+    """Trigram similarity on one field, unless the query uses search operators."""
+    if _uses_operators(query):
+        return Q(pk__in=[])
+    return Q(**{f"{field}__trigram_similar": query})
+
+
+def case_search(*, user: User, query: str) -> QuerySet[Case]:
+    """Visible cases matching `query`, best first.
+
+    On PostgreSQL: full-text search over number, title and description (a trigger-maintained,
+    GIN-indexed `search_vector`, websearch syntax: quotes, `or`, `-word`), ranked, plus trigram
+    similarity on title and number for misspellings, plus the customer's name or address. On
+    SQLite (the embedded default): every word must appear in one of those fields.
     """
-    terms = query.split()
     cases = case_list(user=user)
-    for term in terms:
-        cases = cases.filter(
-            Q(number__icontains=term)
-            | Q(title__icontains=term)
-            | Q(description__icontains=term)
-            | Q(customer__name__icontains=term)
-            | Q(customer__emails__email__icontains=term)
+    if not is_postgresql():
+        return _contains_all(
+            cases,
+            query,
+            ["number", "title", "description", "customer__name", "customer__emails__email"],
+        ).distinct()
+    words = _websearch(query)
+    customer_ids = Customer.objects.filter(_customer_match(query)).values("pk")
+    return (
+        cases.filter(
+            Q(search_vector=words)
+            | _fuzzy(query, "title")
+            | Q(number__iexact=query.strip())
+            | Q(customer_id__in=customer_ids)
         )
-    return cases.distinct()
+        .annotate(
+            rank=SearchRank(F("search_vector"), words),
+            similarity=TrigramSimilarity("title", query),
+        )
+        .order_by("-rank", "-similarity", "-updated_at", "-pk")
+    )
+
+
+def _customer_match(query: str) -> Q:
+    term = query.strip()
+    return (
+        Q(search_vector=SearchQuery(term, search_type="websearch", config="simple"))
+        | Q(name__trigram_similar=term)
+        | Q(emails__email__icontains=term)
+    )
+
+
+def _contains_all(queryset: QuerySet, query: str, fields: list[str]) -> QuerySet:
+    for term in query.split():
+        condition = Q()
+        for field in fields:
+            condition |= Q(**{f"{field}__icontains": term})
+        queryset = queryset.filter(condition)
+    return queryset
 
 
 def task_search(*, user: User, query: str) -> QuerySet[Task]:
+    """Visible tasks matching `query` (full text and trigram on PostgreSQL), best first."""
     tasks = task_list(user=user)
-    for term in query.split():
-        tasks = tasks.filter(
-            Q(subject__icontains=term)
-            | Q(description__icontains=term)
-            | Q(case__number__icontains=term)
+    if not is_postgresql():
+        return _contains_all(tasks, query, ["subject", "description", "case__number"])
+    words = _websearch(query)
+    return (
+        tasks.filter(
+            Q(search_vector=words)
+            | _fuzzy(query, "subject")
+            | Q(case__number__iexact=query.strip())
         )
-    return tasks
+        .annotate(
+            rank=SearchRank(F("search_vector"), words),
+            similarity=TrigramSimilarity("subject", query),
+        )
+        .order_by("-rank", "-similarity", "-pk")
+    )
 
 
 def customer_search(*, user: User, query: str) -> QuerySet[Customer]:
+    """Customers by name (fuzzy), address or organization, best first."""
     customers = customer_list(user=user)
-    for term in query.split():
-        customers = customers.filter(
-            Q(name__icontains=term)
-            | Q(emails__email__icontains=term)
-            | Q(organization__name__icontains=term)
-        )
-    return customers.distinct()
+    if not is_postgresql():
+        fields = ["name", "emails__email", "organization__name"]
+        return _contains_all(customers, query, fields).distinct()
+    term = query.strip()
+    matching = Customer.objects.filter(
+        _customer_match(term) | Q(organization__name__trigram_similar=term)
+    ).values("pk")
+    return (
+        customers.filter(pk__in=matching)
+        .annotate(similarity=TrigramSimilarity("name", term))
+        .order_by("-similarity", "name", "pk")
+    )
