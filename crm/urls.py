@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import SimpleRouter
 
 from crm import health, metrics, views
-from crm.api.views import TeamViewSet
+from crm.api.views import AgentViewSet, TeamViewSet
 
 admin.site.site_header = "Support CRM administration"
 admin.site.site_title = "Support CRM admin"
@@ -12,6 +12,7 @@ admin.site.index_title = "Configuration"
 
 router = SimpleRouter(trailing_slash=False)
 router.register("teams", TeamViewSet, basename="team")
+router.register("agents", AgentViewSet, basename="agent")
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -24,7 +24,14 @@ def test_lists_teams_with_cursor_pagination(agent_client):
 
     assert [t["name"] for t in first["results"]] == ["Alpha", "Bravo"]
     assert [t["name"] for t in second["results"]] == ["Charlie", "Delta"]
-    assert set(first["results"][0]) == {"id", "name", "email", "created_at"}
+    assert set(first["results"][0]) == {
+        "id",
+        "name",
+        "email",
+        "reopen_window_days",
+        "members",
+        "created_at",
+    }
     assert first["previous"] is None
     assert "count" not in first
 
@@ -64,8 +71,8 @@ def test_unknown_team_is_404(agent_client):
     assert agent_client.get("/api/v1/teams/999999").status_code == 404
 
 
-def test_writes_are_not_allowed(agent_client):
-    assert agent_client.post("/api/v1/teams", {"name": "x"}).status_code == 405
+def test_plain_agents_cannot_create_teams(agent_client):
+    assert agent_client.post("/api/v1/teams", {"name": "x"}).status_code == 403
 
 
 def test_bad_cursor_is_a_400_naming_the_parameter(agent_client):
