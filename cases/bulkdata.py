@@ -1,0 +1,246 @@
+"""Large, believable case data for benchmarks: `seed_demo --cases N`.
+
+A million cases with their timelines must load in minutes, so this bypasses the services and
+writes rows directly: PostgreSQL's COPY (the search-vector trigger still fires per row), or
+`bulk_create` in batches on SQLite. It is for benchmark and demo databases only; the numbers,
+statuses and timestamps it writes obey the same rules the services enforce (the case number is
+derived from the id, timestamps are ordered, resolved and closed cases carry their times).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from cases.choices import CaseStatus, CaseType, Channel, Priority, Sentiment, TimelineKind
+from cases.models import Case, Customer, TimelineEvent
+from cases.services.cases import format_case_number
+from crm.models import TeamMembership
+
+SUBJECTS = [
+    "Invoice",
+    "Login",
+    "Password reset",
+    "Export",
+    "Report",
+    "Dashboard",
+    "Mobile app",
+    "API token",
+    "Webhook",
+    "Calendar sync",
+    "Mailbox",
+    "SSO",
+    "Payment",
+    "Refund",
+    "Subscription",
+    "Data import",
+    "Printer",
+    "VPN",
+    "Licence",
+    "Permissions",
+]
+PROBLEMS = [
+    "fails with an error",
+    "shows the wrong totals",
+    "is very slow",
+    "times out",
+    "does not arrive",
+    "was charged twice",
+    "cannot be opened",
+    "is missing after update",
+    "asks for a second factor every time",
+    "duplicates entries",
+    "stopped syncing",
+    "needs a change of owner",
+]
+DETAILS = [
+    "Since this morning several colleagues see the same thing.",
+    "It worked last week; nothing changed on our side.",
+    "Please advise before our month-end closing.",
+    "Screenshot attached. Browser is up to date.",
+    "This blocks our team; please treat it urgently.",
+    "We would like to understand the cause, not only a workaround.",
+]
+STATUS_WEIGHTS = {
+    CaseStatus.NEW: 6,
+    CaseStatus.IN_PROGRESS: 8,
+    CaseStatus.AWAITING_CUSTOMER: 5,
+    CaseStatus.AWAITING_VENDOR: 2,
+    CaseStatus.RESOLVED: 19,
+    CaseStatus.CLOSED: 60,
+}
+PRIORITY_WEIGHTS = {Priority.LOW: 20, Priority.NORMAL: 55, Priority.HIGH: 20, Priority.URGENT: 5}
+CASE_COLUMNS = [
+    "id",
+    "number",
+    "title",
+    "description",
+    "type",
+    "status",
+    "priority",
+    "sentiment",
+    "channel",
+    "team_id",
+    "assignee_id",
+    "customer_id",
+    "organization_id",
+    "first_response_at",
+    "resolved_at",
+    "closed_at",
+    "created_by_id",
+    "updated_by_id",
+    "created_at",
+    "updated_at",
+]
+EVENT_COLUMNS = ["case_id", "kind", "actor_id", "summary", "data", "created_at"]
+
+
+@dataclass(frozen=True)
+class Population:
+    """Who the generated cases belong to: teams with their members, and customers."""
+
+    members: dict[int, list[int]]
+    customers: list[tuple[int, int | None]]
+
+    @classmethod
+    def load(cls) -> Population:
+        members: dict[int, list[int]] = {}
+        for team_id, user_id in TeamMembership.objects.values_list("team_id", "user_id"):
+            members.setdefault(team_id, []).append(user_id)
+        customers = list(Customer.objects.values_list("pk", "organization_id"))
+        if not members or not customers:
+            raise ValueError("Seed teams, agents and customers first (seed_demo without --cases).")
+        return cls(members=members, customers=customers)
+
+
+def _rows(
+    count: int, first_id: int, population: Population, rng: random.Random, now: datetime
+) -> Iterator[tuple[tuple, list[tuple]]]:
+    teams = list(population.members)
+    statuses, status_w = zip(*STATUS_WEIGHTS.items(), strict=True)
+    priorities, priority_w = zip(*PRIORITY_WEIGHTS.items(), strict=True)
+    span = 730 * 24 * 3600
+    for offset in range(count):
+        pk = first_id + offset
+        team = rng.choice(teams)
+        agents = population.members[team]
+        assignee = rng.choice(agents) if rng.random() < 0.85 else None
+        customer, organization = rng.choice(population.customers)
+        status = rng.choices(statuses, status_w)[0]
+        created = now - timedelta(seconds=rng.randrange(span))
+        first_response = created + timedelta(minutes=rng.randrange(5, 3000))
+        resolved = closed = None
+        if status in (CaseStatus.RESOLVED, CaseStatus.CLOSED):
+            resolved = first_response + timedelta(minutes=rng.randrange(10, 20000))
+        if status == CaseStatus.CLOSED:
+            closed = resolved + timedelta(hours=rng.randrange(1, 200))
+        if status == CaseStatus.NEW:
+            first_response = None
+        updated = min(now, closed or resolved or first_response or created)
+        number = format_case_number(pk)
+        title = f"{rng.choice(SUBJECTS)} {rng.choice(PROBLEMS)}"
+        case = (
+            pk,
+            number,
+            title,
+            rng.choice(DETAILS),
+            rng.choice(CaseType.values),
+            status,
+            rng.choices(priorities, priority_w)[0],
+            rng.choice(Sentiment.values),
+            rng.choice(Channel.values),
+            team,
+            assignee,
+            customer,
+            organization,
+            first_response,
+            resolved,
+            closed,
+            None,
+            assignee,
+            created,
+            updated,
+        )
+        events = [(pk, TimelineKind.CREATED, None, f"Case {number} created", "{}", created)]
+        if assignee is not None:
+            events.append(
+                (
+                    pk,
+                    TimelineKind.ASSIGNED,
+                    None,
+                    "Assigned",
+                    json.dumps({"new_assignee": assignee}),
+                    created + timedelta(minutes=1),
+                )
+            )
+        if status != CaseStatus.NEW:
+            events.append(
+                (
+                    pk,
+                    TimelineKind.STATUS_CHANGED,
+                    assignee,
+                    f"Status: New → {status}",
+                    json.dumps({"old": "new", "new": status, "reopened": False}),
+                    updated,
+                )
+            )
+        yield case, events
+
+
+def generate_cases(count: int, *, seed: int = 7, batch: int = 20_000) -> int:
+    """Add `count` cases with timelines; returns the number written."""
+    population = Population.load()
+    rng = random.Random(seed)  # noqa: S311 - benchmark data, not secrets
+    now = timezone.now()
+    first_id = (Case.objects.aggregate(top=Max("pk"))["top"] or 0) + 1
+    rows = _rows(count, first_id, population, rng, now)
+    written = 0
+    while written < count:
+        size = min(batch, count - written)
+        chunk = [next(rows) for _ in range(size)]
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                _copy(chunk)
+            else:
+                _bulk_create(chunk)
+        written += size
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence('cases_case', 'id'), "
+                "(SELECT max(id) FROM cases_case))"
+            )
+            cursor.execute("ANALYZE cases_case; ANALYZE cases_timelineevent;")
+    return written
+
+
+def _copy(chunk: list[tuple[tuple, list[tuple]]]) -> None:
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        with raw.copy(f"COPY cases_case ({', '.join(CASE_COLUMNS)}) FROM STDIN") as copy:
+            for case, _ in chunk:
+                copy.write_row(case)
+        with raw.copy(f"COPY cases_timelineevent ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
+            for _, events in chunk:
+                for event in events:
+                    copy.write_row(event)
+
+
+def _bulk_create(chunk: list[tuple[tuple, list[tuple]]]) -> None:
+    Case.objects.bulk_create(
+        Case(**dict(zip(CASE_COLUMNS, case, strict=True))) for case, _ in chunk
+    )
+    TimelineEvent.objects.bulk_create(
+        TimelineEvent(
+            **dict(zip(EVENT_COLUMNS, event, strict=True)) | {"data": json.loads(event[4])}
+        )
+        for _, events in chunk
+        for event in events
+    )

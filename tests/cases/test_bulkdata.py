@@ -1,0 +1,39 @@
+"""Bulk benchmark data obeys the rules the services enforce."""
+
+import pytest
+from django.db.models import Count, F
+
+from cases.bulkdata import generate_cases
+from cases.choices import CaseStatus
+from cases.models import Case
+from tests.cases.factories import CaseFactory, CustomerFactory, TeamFactory, make_agent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_generated_cases_are_numbered_consistent_and_searchable():
+    team = TeamFactory()
+    make_agent(team=team)
+    CustomerFactory()
+    existing = CaseFactory(team=team)
+
+    written = generate_cases(300, batch=120)
+
+    assert written == 300
+    cases = Case.objects.exclude(pk=existing.pk)
+    assert cases.count() == 300
+    assert all(c.number == f"CASE-{c.pk:06d}" for c in cases)
+    assert not cases.filter(status=CaseStatus.CLOSED, closed_at__isnull=True).exists()
+    assert not cases.filter(status=CaseStatus.RESOLVED, resolved_at__isnull=True).exists()
+    assert not cases.filter(resolved_at__lt=F("created_at")).exists()
+    assert cases.annotate(n=Count("timeline")).filter(n=0).count() == 0
+    assert cases.filter(search_vector__isnull=False).count() == 300
+    assert len({c.status for c in cases}) == len(CaseStatus.values)
+    follow_up = CaseFactory(team=team)
+    assert follow_up.number == f"CASE-{follow_up.pk:06d}"
+    assert follow_up.pk > max(c.pk for c in cases)
+
+
+def test_without_teams_and_customers_it_says_what_to_do_first():
+    with pytest.raises(ValueError, match="Seed teams, agents and customers first"):
+        generate_cases(10)
