@@ -7,7 +7,7 @@ ENV_FILE := $(or $(CRM_ENV_FILE),.env)
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run serve test lint format bench system-deps clean
+.PHONY: run serve test lint format bench bench-data system-deps clean
 
 $(VENV)/.base-installed: requirements/base.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ format: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	python bench/run.py
+
+## bench-data: build the million-case benchmark database once (reused by later runs)
+bench-data: $(VENV)/.dev-installed
+	python -c "from bench.cases_api import build_data; build_data()"
 
 ## system-deps: Debian packages the test suite needs (a real browser for the UI tests)
 system-deps:

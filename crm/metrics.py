@@ -77,9 +77,12 @@ class RequestMetricsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
+        elapsed = time.perf_counter() - started
         view = _view_name(request)
-        REQUEST_LATENCY.labels(view, request.method).observe(time.perf_counter() - started)
+        REQUEST_LATENCY.labels(view, request.method).observe(elapsed)
         RESPONSES.labels(view, f"{response.status_code // 100}xx").inc()
+        # Server time for browsers' dev tools and for bench/, which reports it separately.
+        response["Server-Timing"] = f"app;dur={elapsed * 1000:.1f}"
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:

@@ -97,7 +97,8 @@ def test_swagger_ui_is_served_from_this_server_not_a_cdn(client):
 
 
 def test_metrics_count_requests_by_view(client):
-    client.get("/healthz")
+    probe = client.get("/healthz")
+    assert probe["Server-Timing"].startswith("app;dur=")
 
     response = client.get("/metrics")
 
