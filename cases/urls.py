@@ -1,7 +1,9 @@
 """API routes of the cases app, mounted under /api/v1/ by crm/urls.py."""
 
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from cases.api.analytics import DashboardView, PerformanceView, ReportView, TrendsView
 from cases.api.cases import CaseViewSet
 from cases.api.customers import CustomerViewSet, OrganizationViewSet
 from cases.api.tasks import TaskViewSet
@@ -13,3 +15,9 @@ router.register("customers", CustomerViewSet, basename="customer")
 router.register("organizations", OrganizationViewSet, basename="organization")
 
 urlpatterns = router.urls
+urlpatterns += [
+    path("analytics/dashboard", DashboardView.as_view(), name="analytics-dashboard"),
+    path("analytics/trends", TrendsView.as_view(), name="analytics-trends"),
+    path("analytics/performance", PerformanceView.as_view(), name="analytics-performance"),
+    path("analytics/reports", ReportView.as_view(), name="analytics-reports"),
+]
