@@ -6,7 +6,13 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -43,6 +49,34 @@ def case_queryset(user) -> QuerySet[Case]:
     )
 
 
+CREATE_EXAMPLE = OpenApiExample(
+    "New case",
+    value={
+        "title": "Invoice shows wrong VAT rate",
+        "description": "Our March invoice charges 21% instead of 19%.",
+        "team": 2,
+        "customer": 15,
+        "priority": "high",
+        "type": "problem",
+        "channel": "email",
+        "tags": ["billing", "vat"],
+    },
+    request_only=True,
+)
+
+
+@extend_schema_view(
+    create=extend_schema(examples=[CREATE_EXAMPLE]),
+    partial_update=extend_schema(
+        examples=[
+            OpenApiExample(
+                "Escalate and take it",
+                value={"priority": "urgent", "assignee": 7, "status": "in_progress"},
+                request_only=True,
+            )
+        ]
+    ),
+)
 class CaseViewSet(viewsets.ModelViewSet):
     """Cases visible to the caller: their teams' cases and cases assigned to them (admins see
     all). A case the caller may not see answers 404, exactly like one that does not exist."""
@@ -117,7 +151,22 @@ class CaseViewSet(viewsets.ModelViewSet):
         fresh = case_queryset(self.request.user).get(pk=case.pk)
         return Response(CaseSerializer(fresh, context=self.get_serializer_context()).data)
 
-    @extend_schema(request=StatusSerializer, responses=CaseSerializer)
+    @extend_schema(
+        request=StatusSerializer,
+        responses=CaseSerializer,
+        examples=[
+            OpenApiExample("Resolve", value={"status": "resolved"}, request_only=True),
+            OpenApiExample(
+                "Refused transition",
+                value={
+                    "status": ["A resolved case cannot become awaiting customer."],
+                    "code": "invalid_transition",
+                },
+                response_only=True,
+                status_codes=["400"],
+            ),
+        ],
+    )
     @action(detail=True, methods=["patch"], url_path="status")
     def change_status(self, request: Request, pk: str | None = None) -> Response:
         case = self.get_object()
@@ -128,7 +177,18 @@ class CaseViewSet(viewsets.ModelViewSet):
         )
         return self._respond(case)
 
-    @extend_schema(request=AssignSerializer, responses=CaseSerializer)
+    @extend_schema(
+        request=AssignSerializer,
+        responses=CaseSerializer,
+        examples=[
+            OpenApiExample("To an agent", value={"assignee": 7}, request_only=True),
+            OpenApiExample(
+                "Round-robin in another team",
+                value={"team": 3, "round_robin": True},
+                request_only=True,
+            ),
+        ],
+    )
     @action(detail=True, methods=["patch"])
     def assign(self, request: Request, pk: str | None = None) -> Response:
         case = self.get_object()
@@ -252,7 +312,11 @@ class CaseViewSet(viewsets.ModelViewSet):
     @extend_schema(responses=OpenApiResponse(description="Counts of the caller's cases."))
     @action(detail=False, methods=["get"])
     def stats(self, request: Request) -> Response:
-        cases = self.filter_queryset(selectors.case_list(user=request.user)).order_by()
+        cases = (
+            self.filter_queryset(selectors.case_list(user=request.user))
+            .filter(merged_into__isnull=True)
+            .order_by()
+        )
         totals = cases.aggregate(
             total=Count("pk"),
             open=Count("pk", filter=Q(status__in=OPEN_CASE_STATUSES)),
@@ -269,7 +333,31 @@ class CaseViewSet(viewsets.ModelViewSet):
             }
         )
 
-    @extend_schema(request=BulkStatusSerializer)
+    @extend_schema(
+        request=BulkStatusSerializer,
+        responses=OpenApiResponse(description="One result per id, in order."),
+        examples=[
+            OpenApiExample(
+                "Close three cases, each on its own",
+                value={"ids": [101, 102, 103], "status": "closed"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Per-item results",
+                value={
+                    "results": [
+                        {"id": 101, "ok": True},
+                        {
+                            "id": 102,
+                            "ok": False,
+                            "error": {"code": "not_found", "message": "No such case."},
+                        },
+                    ]
+                },
+                response_only=True,
+            ),
+        ],
+    )
     @action(detail=False, methods=["patch"], url_path="bulk/status")
     def bulk_status(self, request: Request) -> Response:
         body = BulkStatusSerializer(data=request.data)

@@ -174,3 +174,23 @@ def test_anonymous_callers_get_401(api):
 
     for path in ("/api/v1/cases", "/api/v1/tasks", "/api/v1/customers", "/api/v1/organizations"):
         assert anonymous.get(path).status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tasks", "/api/v1/customers", "/api/v1/organizations"])
+def test_list_queries_do_not_grow_with_the_page(api, agent, team, path):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for i in range(60):
+        organization = OrganizationFactory(domains=[f"org{i}.example"])
+        CustomerFactory(emails=[f"c{i}@org{i}.example"], phones=["+1 555 0100"])
+        TaskFactory(case=CaseFactory(team=team, customer=None), assignee=agent, checklist=["a"])
+        assert organization.pk
+    api.get(path, {"page_size": 1})
+
+    with CaptureQueriesContext(connection) as ten:
+        assert len(api.get(path, {"page_size": 10}).json()["results"]) == 10
+    with CaptureQueriesContext(connection) as sixty:
+        assert len(api.get(path, {"page_size": 60}).json()["results"]) == 60
+
+    assert len(ten) == len(sixty)
