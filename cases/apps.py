@@ -1,6 +1,46 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+
 from django.apps import AppConfig
+from django.apps import apps as global_apps
+from django.db.models.signals import post_migrate
+
+VIEW, ADD, CHANGE = "view", "add", "change"
+WORK = (VIEW, ADD, CHANGE)
+
+# What a lead needs in the restricted admin on this app's models; the admin's querysets narrow
+# it to their teams' cases. Deleting stays with admins; the timeline is read-only for everyone.
+LEAD_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
+    "case": WORK,
+    "task": WORK,
+    "casenote": WORK,
+    "checklistitem": WORK,
+    "customer": WORK,
+    "customeremail": WORK,
+    "customerphone": WORK,
+    "organization": WORK,
+    "organizationdomain": WORK,
+    "tag": WORK,
+    "caselink": WORK,
+    "timelineevent": (VIEW,),
+}
 
 
 class CasesConfig(AppConfig):
     name = "cases"
     verbose_name = "Cases"
+
+    def ready(self) -> None:
+        post_migrate.connect(_grant_lead_permissions, sender=self)
+
+
+def _grant_lead_permissions(sender: AppConfig, **kwargs: object) -> None:
+    from crm.apps import leads_group_grant
+
+    leads_group_grant(
+        app_config=sender,
+        grants=LEAD_PERMISSIONS,
+        using=kwargs.get("using", "default"),
+        apps=kwargs.get("apps", global_apps),
+    )

@@ -30,6 +30,8 @@ def case_list(*, user: User) -> QuerySet[Case]:
 
 def case_manageable(*, user: User) -> QuerySet[Case]:
     """Cases a user may change in the back office: admins all, leads their teams' cases."""
+    if not user.is_authenticated or not user.is_active:
+        return Case.objects.none()
     if crm_selectors.user_is_admin(user):
         return Case.objects.all()
     return Case.objects.filter(team_id__in=crm_selectors.user_led_team_ids(user))
@@ -58,6 +60,8 @@ def task_list(*, user: User) -> QuerySet[Task]:
 
 
 def task_manageable(*, user: User) -> QuerySet[Task]:
+    if not user.is_authenticated or not user.is_active:
+        return Task.objects.none()
     if crm_selectors.user_is_admin(user):
         return Task.objects.all()
     return Task.objects.filter(case__team_id__in=crm_selectors.user_led_team_ids(user))

@@ -19,7 +19,12 @@ def user_is_admin(user: User) -> bool:
     """Admins (role admin, or Django superusers) see and manage everything."""
     if not user.is_authenticated or not user.is_active:
         return False
-    return user.is_superuser or profile_of(user).role == Role.ADMIN
+    if user.is_superuser:
+        return True
+    try:
+        return user.profile.role == Role.ADMIN
+    except AgentProfile.DoesNotExist:
+        return False
 
 
 def profile_of(user: User) -> AgentProfile:

@@ -9,7 +9,7 @@ from rest_framework import viewsets
 from cases import selectors, services
 from cases.api.serializers import CustomerSerializer, OrganizationSerializer
 from cases.filters import CustomerFilter, OrganizationFilter
-from cases.models import Customer, CustomerPhone, Organization
+from cases.models import Customer, Organization
 
 
 class CustomerViewSet(viewsets.ModelViewSet):
@@ -50,12 +50,10 @@ class CustomerViewSet(viewsets.ModelViewSet):
                 for i, address in enumerate(wanted):
                     services.customer_add_email(customer=customer, email=address, primary=i == 0)
             if phones is not None:
-                customer.phones.all().delete()
-                CustomerPhone.objects.bulk_create(
-                    CustomerPhone(customer=customer, number=p["number"], kind=p.get("kind", "work"))
-                    for p in phones
+                services.customer_set_phones(
+                    customer=customer,
+                    phones=[(p["number"], p.get("kind", "work")) for p in phones],
                 )
-                services.customer_update(customer=customer, notes=customer.notes)
         serializer.instance = self.get_queryset().get(pk=customer.pk)
 
     def perform_destroy(self, customer: Customer) -> None:

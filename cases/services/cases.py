@@ -150,6 +150,8 @@ def case_update(*, actor: User | None, case: Case, **changes: object) -> Case:
     if unknown:
         raise CaseError(f"Use the dedicated services for: {', '.join(sorted(unknown))}.")
     _lock(case)
+    if "customer" in changes and "organization" not in changes and changes["customer"]:
+        changes["organization"] = changes["customer"].organization or case.organization
     changed = []
     for field, new in changes.items():
         old = getattr(case, field)
@@ -212,9 +214,10 @@ def case_change_status(
 def case_assign(
     *, actor: User | None, case: Case, assignee: User | None, team: Team | None = None
 ) -> Case:
-    """Give the case to `assignee` (or nobody), optionally moving it to `team` first.
+    """Give the case to `assignee` (or nobody), optionally moving it to `team` as well.
 
-    Moving teams keeps the assignee only if they belong to the new team.
+    The assignee must be an active member of the case's (new) team; to move a case to a team
+    without choosing anyone there, pass `assignee=None`.
     """
     _lock(case)
     old_team, old_assignee = case.team, case.assignee

@@ -38,10 +38,21 @@ def organization_for_address(address: str) -> Organization | None:
     return row.organization if row else None
 
 
-def _touch(customer: Customer, fields: Iterable[str] = ()) -> None:
-    """Save with a fresh number in the customer book (every agent's contacts)."""
+@transaction.atomic
+def customer_touch(*, customer: Customer, fields: Iterable[str] = ()) -> None:
+    """Save with a fresh number in the customer book, so every agent's synced contacts see
+    the change (also after its addresses or phones changed)."""
     changes.item_touch(customer, changes.customer_book())
     customer.save(update_fields=[*fields, "change_container", "change_seq", "updated_at"])
+
+
+@transaction.atomic
+def customer_set_phones(*, customer: Customer, phones: Iterable[tuple[str, str]]) -> None:
+    customer.phones.all().delete()
+    CustomerPhone.objects.bulk_create(
+        CustomerPhone(customer=customer, number=number, kind=kind) for number, kind in phones
+    )
+    customer_touch(customer=customer)
 
 
 @transaction.atomic
@@ -90,7 +101,7 @@ def customer_update(*, customer: Customer, **changes_: object) -> Customer:
         setattr(customer, field, changes_[field])
     if changed:
         customer.full_clean()
-        _touch(customer, changed)
+        customer_touch(customer=customer, fields=changed)
     return customer
 
 
@@ -98,19 +109,23 @@ def customer_update(*, customer: Customer, **changes_: object) -> Customer:
 def customer_add_email(*, customer: Customer, email: str, primary: bool = False) -> CustomerEmail:
     address = normalize_address(email)
     _ensure_unused(address, customer=customer)
+    primary = primary or not customer.emails.filter(is_primary=True).exists()
     if primary:
         customer.emails.update(is_primary=False)
     row, _ = CustomerEmail.objects.update_or_create(
         customer=customer, email=address, defaults={"is_primary": primary}
     )
-    _touch(customer)
+    customer_touch(customer=customer)
     return row
 
 
 @transaction.atomic
 def customer_remove_email(*, customer: Customer, email: str) -> None:
     customer.emails.filter(email__iexact=email.strip()).delete()
-    _touch(customer)
+    remaining = customer.emails.order_by("pk")
+    if remaining.exists() and not remaining.filter(is_primary=True).exists():
+        remaining.filter(pk=remaining.first().pk).update(is_primary=True)
+    customer_touch(customer=customer)
 
 
 @transaction.atomic
