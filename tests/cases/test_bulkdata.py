@@ -37,3 +37,13 @@ def test_generated_cases_are_numbered_consistent_and_searchable():
 def test_without_teams_and_customers_it_says_what_to_do_first():
     with pytest.raises(ValueError, match="Seed teams, agents and customers first"):
         generate_cases(10)
+
+
+def test_seed_demo_with_cases_adds_bulk_cases_after_the_demo_data(capsys):
+    from django.core.management import call_command
+
+    call_command("seed_demo", "--cases", "250")
+
+    out = capsys.readouterr().out
+    assert "Bulk data: 250 cases in" in out
+    assert Case.objects.count() == 150 + 250

@@ -6,12 +6,15 @@ It lives in `cases` because demo data spans every app and `cases` may import the
 from __future__ import annotations
 
 import secrets
+import time
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from cases.bulkdata import generate_cases
+from cases.demo.seed import demo_data_create
 from crm import services
 from crm.localenv import append_env_setting
 from crm.models import User
@@ -24,20 +27,64 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--email", default=ADMIN_EMAIL)
+        parser.add_argument(
+            "--no-demo-data",
+            action="store_true",
+            help="Create only the admin user and the Support team.",
+        )
+        parser.add_argument(
+            "--cases",
+            type=int,
+            default=0,
+            metavar="N",
+            help="Also generate N more cases with timelines in bulk (benchmark data; "
+            "a million takes a few minutes on PostgreSQL).",
+        )
 
-    def handle(self, *args, email: str, **options) -> None:
+    def handle(
+        self, *args, email: str, no_demo_data: bool = False, cases: int = 0, **options
+    ) -> None:
+        if cases < 0:
+            raise CommandError("--cases must be zero or more.")
         password = self._admin_password()
         with transaction.atomic():
             admin, created = self._ensure_admin(email, password)
             team = services.team_create(name="Support", email="support@example.com")
         state = "created" if created else "exists"
         self.stdout.write(f"Admin user {state}; demo team: {team.name}.")
+        if not no_demo_data:
+            self._demo_data(password)
+        if cases:
+            self._bulk_cases(cases)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Log in at http://127.0.0.1:8000/ as {admin.email} with password {password}"
                 + ("" if created else " (unless you changed it)")
             )
         )
+
+    def _demo_data(self, password: str) -> None:
+        """Organizations, customers, agents, cases and tasks, once: `make run` calls this often."""
+        summary = demo_data_create(password=password)
+        if summary is None:
+            self.stdout.write(
+                "Demo data exists already (or the database has cases); nothing added."
+            )
+            return
+        self.stdout.write(
+            f"Demo data: {summary.cases} cases, {summary.tasks} tasks, "
+            f"{summary.customers} customers in {summary.seconds:.1f} s"
+        )
+        agents = ", ".join(f"{agent.email} ({agent.team} {agent.role})" for agent in summary.agents)
+        self.stdout.write(f"Demo agents (same password as below): {agents}")
+
+    def _bulk_cases(self, count: int) -> None:
+        started = time.monotonic()
+        try:
+            written = generate_cases(count)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"Bulk data: {written} cases in {time.monotonic() - started:.1f} s")
 
     def _admin_password(self) -> str:
         """Generated once and kept in the env file, so a second run can print it again."""
