@@ -68,14 +68,18 @@ DETAILS = [
     "This blocks our team; please treat it urgently.",
     "We would like to understand the cause, not only a workaround.",
 ]
-STATUS_WEIGHTS = {
-    CaseStatus.NEW: 6,
-    CaseStatus.IN_PROGRESS: 8,
-    CaseStatus.AWAITING_CUSTOMER: 5,
-    CaseStatus.AWAITING_VENDOR: 2,
-    CaseStatus.RESOLVED: 19,
-    CaseStatus.CLOSED: 60,
-}
+# How a case created this many days ago stands today: a helpdesk closes most of its cases
+# within weeks, so the open backlog is a few percent of all cases, made of recent ones.
+STATUS_BY_AGE = (
+    (3, {"new": 35, "in_progress": 30, "awaiting_customer": 15, "awaiting_vendor": 5,
+         "resolved": 12, "closed": 3}),
+    (14, {"new": 5, "in_progress": 20, "awaiting_customer": 20, "awaiting_vendor": 5,
+          "resolved": 30, "closed": 20}),
+    (45, {"new": 1, "in_progress": 4, "awaiting_customer": 4, "awaiting_vendor": 1,
+          "resolved": 20, "closed": 70}),
+    (None, {"in_progress": 0.2, "awaiting_customer": 0.2, "awaiting_vendor": 0.1,
+            "resolved": 4.5, "closed": 95}),
+)  # fmt: skip
 PRIORITY_WEIGHTS = {Priority.LOW: 20, Priority.NORMAL: 55, Priority.HIGH: 20, Priority.URGENT: 5}
 CASE_COLUMNS = [
     "id",
@@ -124,7 +128,6 @@ def _rows(
     count: int, first_id: int, population: Population, rng: random.Random, now: datetime
 ) -> Iterator[tuple[tuple, list[tuple]]]:
     teams = list(population.members)
-    statuses, status_w = zip(*STATUS_WEIGHTS.items(), strict=True)
     priorities, priority_w = zip(*PRIORITY_WEIGHTS.items(), strict=True)
     span = 730 * 24 * 3600
     for offset in range(count):
@@ -133,8 +136,8 @@ def _rows(
         agents = population.members[team]
         assignee = rng.choice(agents) if rng.random() < 0.85 else None
         customer, organization = rng.choice(population.customers)
-        status = rng.choices(statuses, status_w)[0]
         created = now - timedelta(seconds=rng.randrange(span))
+        status = _status_for_age((now - created).days, rng)
         first_response = created + timedelta(minutes=rng.randrange(5, 3000))
         resolved = closed = None
         if status in (CaseStatus.RESOLVED, CaseStatus.CLOSED):
@@ -194,6 +197,13 @@ def _rows(
         yield case, events
 
 
+def _status_for_age(days: int, rng: random.Random) -> str:
+    for limit, weights in STATUS_BY_AGE:
+        if limit is None or days < limit:
+            return rng.choices(list(weights), list(weights.values()))[0]
+    raise AssertionError("the last age bracket has no limit")
+
+
 def generate_cases(count: int, *, seed: int = 7, batch: int = 20_000) -> int:
     """Add `count` cases with timelines; returns the number written."""
     population = Population.load()
@@ -217,7 +227,11 @@ def generate_cases(count: int, *, seed: int = 7, batch: int = 20_000) -> int:
                 "SELECT setval(pg_get_serial_sequence('cases_case', 'id'), "
                 "(SELECT max(id) FROM cases_case))"
             )
-            cursor.execute("ANALYZE cases_case; ANALYZE cases_timelineevent;")
+            # VACUUM also sets the visibility map, so counts can use index-only scans; it cannot
+            # run inside a transaction (a caller's, such as a test's), ANALYZE can.
+            command = "ANALYZE" if connection.in_atomic_block else "VACUUM ANALYZE"
+            cursor.execute(f"{command} cases_case")
+            cursor.execute(f"{command} cases_timelineevent")
     return written
 
 

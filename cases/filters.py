@@ -16,15 +16,19 @@ from cases.choices import (
 )
 from cases.models import Case, Customer, Organization, Task
 
+# Multiple-choice filters default to SELECT DISTINCT, which on a million cases sorts every
+# matching row by every column; these filters join nothing, so they cannot duplicate rows.
+
 
 class CaseFilter(filters.FilterSet):
-    status = filters.MultipleChoiceFilter(choices=CaseStatus.choices)
-    priority = filters.MultipleChoiceFilter(choices=Priority.choices)
-    type = filters.MultipleChoiceFilter(choices=CaseType.choices)
-    channel = filters.MultipleChoiceFilter(choices=Channel.choices)
+    status = filters.MultipleChoiceFilter(choices=CaseStatus.choices, distinct=False)
+    priority = filters.MultipleChoiceFilter(choices=Priority.choices, distinct=False)
+    type = filters.MultipleChoiceFilter(choices=CaseType.choices, distinct=False)
+    channel = filters.MultipleChoiceFilter(choices=Channel.choices, distinct=False)
     is_open = filters.BooleanFilter(method="filter_open", label="Open (not resolved or closed)")
     unassigned = filters.BooleanFilter(field_name="assignee", lookup_expr="isnull")
-    tag = filters.CharFilter(field_name="tags__name", label="Tag name")
+    # A case has a tag at most once, so this join cannot duplicate rows: no DISTINCT.
+    tag = filters.CharFilter(field_name="tags__name", label="Tag name", distinct=False)
     created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     updated_after = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
@@ -40,8 +44,8 @@ class CaseFilter(filters.FilterSet):
 
 
 class TaskFilter(filters.FilterSet):
-    status = filters.MultipleChoiceFilter(choices=TaskStatus.choices)
-    priority = filters.MultipleChoiceFilter(choices=Priority.choices)
+    status = filters.MultipleChoiceFilter(choices=TaskStatus.choices, distinct=False)
+    priority = filters.MultipleChoiceFilter(choices=Priority.choices, distinct=False)
     is_open = filters.BooleanFilter(method="filter_open")
     unassigned = filters.BooleanFilter(field_name="assignee", lookup_expr="isnull")
     due_after = filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="gte")

@@ -28,7 +28,8 @@ def test_generated_cases_are_numbered_consistent_and_searchable():
     assert not cases.filter(resolved_at__lt=F("created_at")).exists()
     assert cases.annotate(n=Count("timeline")).filter(n=0).count() == 0
     assert cases.filter(search_vector__isnull=False).count() == 300
-    assert len({c.status for c in cases}) == len(CaseStatus.values)
+    assert {c.status for c in cases} <= set(CaseStatus.values)
+    assert cases.filter(status__in=["resolved", "closed"]).count() > 0.8 * 300
     follow_up = CaseFactory(team=team)
     assert follow_up.number == f"CASE-{follow_up.pk:06d}"
     assert follow_up.pk > max(c.pk for c in cases)
