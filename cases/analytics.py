@@ -233,17 +233,21 @@ def trends(
     each bucket. Three queries.
 
     Backlog at the end of a bucket is "created before then minus resolved before then": one
-    aggregate gives both totals before the period, two grouped counts give the per-bucket
+    count gives the backlog when the period starts, two grouped counts give the per-bucket
     figures, and Python keeps the running sum over the buckets (never over cases).
     """
     if group_by not in TrendGrouping.values:
         raise ValueError(f"Cannot group trends by {group_by!r}.")
     trunc = TruncDay if group_by == TrendGrouping.DAY else TruncWeek
     cases = _visible(user=user, team_id=team_id)
-    before = cases.aggregate(
-        created=Count("pk", filter=Q(created_at__lt=period.start)),
-        resolved=Count("pk", filter=Q(resolved_at__lt=period.start)),
-    )
+    # Open when the period starts: created before it and not resolved before it. (A case is
+    # never resolved before it was created, so this equals created-before minus
+    # resolved-before, but reads only the open and recently resolved cases through the
+    # resolved_at index instead of every case ever created.)
+    open_at_start = cases.filter(
+        Q(created_at__lt=period.start)
+        & (Q(resolved_at__isnull=True) | Q(resolved_at__gte=period.start))
+    ).count()
 
     def per_bucket(field_name: str) -> dict[date, int]:
         rows = (
@@ -256,7 +260,7 @@ def trends(
         return dict(rows)
 
     created, resolved = per_bucket("created_at"), per_bucket("resolved_at")
-    backlog = before["created"] - before["resolved"]
+    backlog = open_at_start
     buckets = []
     for start in trend_bucket_starts(period=period, group_by=group_by):
         backlog += created.get(start, 0) - resolved.get(start, 0)

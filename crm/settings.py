@@ -112,6 +112,10 @@ if DATABASE_URL:
                 "timeout": env.int("DATABASE_POOL_TIMEOUT", default=10),
             }
         }
+    if not env.bool("DATABASE_JIT", default=False):
+        # PostgreSQL's JIT spends up to a second compiling the aggregates of a report that
+        # then runs in a fraction of that (measured in bench/cases_api.py); off by default.
+        DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     DATABASES = {

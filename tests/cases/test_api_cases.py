@@ -12,23 +12,6 @@ from tests.cases.factories import CaseFactory, CustomerFactory, TaskFactory, Tea
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def team():
-    return TeamFactory(name="Billing")
-
-
-@pytest.fixture
-def agent(team):
-    return make_agent(team=team)
-
-
-@pytest.fixture
-def api(agent):
-    client = APIClient()
-    client.force_authenticate(agent)
-    return client
-
-
 def test_create_read_update_a_case_with_a_timeline(api, team, agent):
     customer = CustomerFactory(name="Ada", emails=["ada@acme.example"])
 

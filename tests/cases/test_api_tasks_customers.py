@@ -17,23 +17,6 @@ from tests.cases.factories import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def team():
-    return TeamFactory()
-
-
-@pytest.fixture
-def agent(team):
-    return make_agent(team=team)
-
-
-@pytest.fixture
-def api(agent):
-    client = APIClient()
-    client.force_authenticate(agent)
-    return client
-
-
 def test_task_lifecycle_through_the_api(api, agent, team):
     case = CaseFactory(team=team)
 

@@ -1,7 +1,6 @@
 """Search: full text with ranking and fuzzy matching on PostgreSQL, a plain fallback elsewhere."""
 
 import pytest
-from rest_framework.test import APIClient
 
 from cases import selectors
 from tests.cases.factories import (
@@ -10,27 +9,9 @@ from tests.cases.factories import (
     OrganizationFactory,
     TaskFactory,
     TeamFactory,
-    make_agent,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def team():
-    return TeamFactory()
-
-
-@pytest.fixture
-def agent(team):
-    return make_agent(team=team)
-
-
-@pytest.fixture
-def api(agent):
-    client = APIClient()
-    client.force_authenticate(agent)
-    return client
 
 
 def titles(response) -> list[str]:
