@@ -29,6 +29,7 @@ from cases.errors import (
     ReopenWindowPassed,
 )
 from cases.models import Case, CaseLink, CaseNote, Customer, Organization, Tag
+from cases.services.tasks import tasks_release_outside_team
 from cases.services.timeline import display, timeline_record
 from crm import selectors as crm_selectors
 from crm.models import Team, TeamMembership, User
@@ -242,6 +243,8 @@ def case_assign(
         old_assignee=old_assignee.pk if old_assignee else None,
         new_assignee=assignee.pk if assignee else None,
     )
+    if new_team != old_team:
+        tasks_release_outside_team(actor=actor, case=case)
     return case
 
 
@@ -293,6 +296,8 @@ def case_merge(*, actor: User | None, source: Case, target: Case) -> Case:
             field="target",
         )
     source.tasks.update(case=target)
+    if source.team_id != target.team_id:
+        tasks_release_outside_team(actor=actor, case=target)
     source.notes.update(case=target)
     source.timeline.update(case=target)
     Case.objects.filter(parent=source).exclude(pk=target.pk).update(parent=target)

@@ -188,6 +188,37 @@ def task_assign(*, actor: User | None, task: Task, assignee: User | None) -> Tas
     return task
 
 
+def tasks_release_outside_team(*, actor: User | None, case: Case) -> list[Task]:
+    """Unassign the case's tasks whose assignee is not in the case's (new) team.
+
+    Called when a case moves to another team or is merged into another team's case: a task
+    must go to a member of the team that owns its case. The tasks leave their old assignee's
+    task list (a tombstone there) and the case's timeline says so. Precondition: inside the
+    transaction that moved the case.
+    """
+    members = TeamMembership.objects.filter(team_id=case.team_id).values("user_id")
+    stray = list(
+        case.tasks.select_for_update()
+        .filter(assignee__isnull=False)
+        .exclude(assignee_id__in=members)
+        .select_related("assignee")
+        .order_by("pk")
+    )
+    for task in stray:
+        old = task.assignee
+        task.assignee = None
+        _save(task, ["assignee"])
+        _record_on_case(
+            task,
+            actor,
+            TimelineKind.TASK_CHANGED,
+            f"Task “{task.subject}” unassigned: {old} is not in team {case.team}",
+            old_assignee=old.pk,
+            new_assignee=None,
+        )
+    return stray
+
+
 @transaction.atomic
 def task_set_checklist(
     *, actor: User | None, task: Task, items: Iterable[tuple[str, bool]]

@@ -302,3 +302,44 @@ def test_tags_are_normalised_and_changes_recorded():
 def test_update_refuses_fields_that_have_their_own_service():
     with pytest.raises(CaseError, match="dedicated services for: status"):
         services.case_update(actor=None, case=CaseFactory(), status="closed")
+
+
+def test_moving_a_case_to_another_team_releases_tasks_of_agents_outside_it():
+    billing, tech = TeamFactory(name="Billing"), TeamFactory(name="Tech")
+    ann, tom = make_agent(team=billing), make_agent(team=tech)
+    case = CaseFactory(team=billing)
+    task = TaskFactory(case=case, assignee=ann, subject="Check invoice")
+    old_seq = task.change_seq
+
+    services.case_assign(actor=None, case=case, team=tech, assignee=tom)
+
+    task.refresh_from_db()
+    assert task.assignee is None
+    assert task.change_seq is None
+    assert (
+        case.timeline.last().summary
+        == f"Task “Check invoice” unassigned: {ann} is not in team Tech"
+    )
+    from crm import changes
+
+    left = changes.task_list(ann.pk).tombstones.get(item_id=task.pk)
+    assert left.change_seq > old_seq
+
+
+def test_merging_into_another_teams_case_releases_tasks_of_agents_outside_it():
+    billing, tech = TeamFactory(name="Billing"), TeamFactory(name="Tech")
+    ann = make_agent(team=billing)
+    shared = make_agent(team=billing)
+    from crm import services as crm_services
+
+    crm_services.team_membership_set(team=tech, user=shared)
+    source, target = CaseFactory(team=billing), CaseFactory(team=tech)
+    stray = TaskFactory(case=source, assignee=ann)
+    kept = TaskFactory(case=source, assignee=shared)
+
+    services.case_merge(actor=None, source=source, target=target)
+
+    stray.refresh_from_db()
+    kept.refresh_from_db()
+    assert (stray.case, stray.assignee) == (target, None)
+    assert (kept.case, kept.assignee) == (target, shared)
