@@ -175,6 +175,8 @@ class Case(models.Model):
     class Meta:
         ordering = ["-updated_at", "-pk"]
         indexes = [
+            # A team's queue in update order, whatever statuses are filtered on top.
+            models.Index(fields=["team", "-updated_at"], name="case_team_updated"),
             models.Index(fields=["team", "status", "-updated_at"], name="case_team_status_upd"),
             models.Index(fields=["assignee", "status", "-updated_at"], name="case_assignee_status"),
             models.Index(fields=["-updated_at", "-id"], name="case_updated"),
