@@ -17,7 +17,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from cases import services
-from cases.admin import NewCaseNoteInline
+from cases.admin.cases import NewCaseNoteInline
 from cases.models import Case, Customer, Organization, Task, TimelineEvent
 from crm import services as crm_services
 from crm.models import AgentProfile, Tombstone, User
@@ -234,7 +234,7 @@ def test_a_refusal_the_form_could_not_foresee_rolls_the_whole_save_back(
     case = CaseFactory(team=team, title="Old title")
     page = as_admin.get(change_url(case))
     services.case_change_status(actor=None, case=case, status="resolved")
-    monkeypatch.setattr("cases.admin.validate_transition", lambda **kwargs: None)
+    monkeypatch.setattr("cases.admin.cases.validate_transition", lambda **kwargs: None)
     events_before = case.timeline.count()
 
     # when
