@@ -27,15 +27,6 @@ def user_is_admin(user: User) -> bool:
         return False
 
 
-def profile_of(user: User) -> AgentProfile:
-    """The user's agent profile; users made outside `agent_upsert` get a default one."""
-    try:
-        return user.profile
-    except AgentProfile.DoesNotExist:
-        profile, _ = AgentProfile.objects.get_or_create(user=user)
-        return profile
-
-
 def user_team_ids(user: User) -> set[int]:
     """Teams the user is a member of, memoised on the user object for the request."""
     cached = getattr(user, "_crm_team_ids", None)

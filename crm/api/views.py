@@ -173,7 +173,7 @@ class AgentViewSet(viewsets.ModelViewSet):
                 services.agent_upsert(
                     email=agent.email,
                     password=data.pop("password", None),
-                    role=profile_changes.pop("role", selectors.profile_of(agent).role),
+                    role=profile_changes.pop("role", agent.profile.role),
                 )
             for field in ("first_name", "last_name", "is_active"):
                 if field in data:
