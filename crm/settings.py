@@ -213,8 +213,10 @@ MFA_TOTP_ISSUER = SITE_NAME
 MS_CLIENT_ID = env.str("MS_CLIENT_ID", default="")
 MS_CLIENT_SECRET = env.str("MS_CLIENT_SECRET", default="")
 MS_TENANT_ID = env.str("MS_TENANT_ID", default="")
-MS_LOGIN_URL = env.str("MS_LOGIN_URL", default="https://login.microsoftonline.com")
-MS_GRAPH_URL = env.str("MS_GRAPH_URL", default="https://graph.microsoft.com")
+MS_AUTHORITY_HOST = env.str("MS_AUTHORITY_HOST", default="https://login.microsoftonline.com")
+GRAPH_API_URL = env.str("GRAPH_API_URL", default="https://graph.microsoft.com/v1.0")
+MS_CA_BUNDLE = env.str("MS_CA_BUNDLE", default="")
+GRAPH_TIMEOUT_SECONDS = env.int("GRAPH_TIMEOUT_SECONDS", default=30)
 MICROSOFT_ENABLED = bool(MS_CLIENT_ID and MS_CLIENT_SECRET and MS_TENANT_ID)
 SOCIALACCOUNT_PROVIDERS = {"microsoft": {"APPS": []}}
 if MICROSOFT_ENABLED:
@@ -224,8 +226,8 @@ if MICROSOFT_ENABLED:
             "secret": MS_CLIENT_SECRET,
             "settings": {
                 "tenant": MS_TENANT_ID,
-                "login_url": MS_LOGIN_URL,
-                "graph_url": MS_GRAPH_URL,
+                "login_url": MS_AUTHORITY_HOST,
+                "graph_url": GRAPH_API_URL.rsplit("/v1.0", 1)[0],
             },
         }
     ]
@@ -319,7 +321,7 @@ CONTENT_SECURITY_POLICY = {
         "connect-src": [SELF],
         "object-src": [NONE],
         "base-uri": [SELF],
-        "form-action": [SELF, MS_LOGIN_URL] if MICROSOFT_ENABLED else [SELF],
+        "form-action": [SELF, MS_AUTHORITY_HOST] if MICROSOFT_ENABLED else [SELF],
         "frame-ancestors": [NONE],
     }
 }

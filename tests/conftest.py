@@ -135,3 +135,31 @@ def page(browser):
     page.console_errors = errors
     yield page
     context.close()
+
+
+@pytest.fixture(scope="session")
+def graph_pki(tmp_path_factory):
+    from graphsim.tls import create_test_pki
+
+    return create_test_pki(tmp_path_factory.mktemp("graphsim-pki"))
+
+
+@pytest.fixture
+def graph_simulator(graph_pki, settings):
+    """The Microsoft identity platform and Graph, simulated over HTTPS on loopback; the
+    project's MS_* settings point at it and trust its CA (as for a national cloud)."""
+    from crm.graph import auth
+    from graphsim.server import start
+
+    server = start(graph_pki)
+    server.identity.register_app(tenant="contoso", client_id="crm-app", secret="s3cret-value")
+    settings.MS_AUTHORITY_HOST = server.base_url
+    settings.GRAPH_API_URL = f"{server.base_url}/v1.0"
+    settings.MS_CA_BUNDLE = str(graph_pki.ca_cert)
+    settings.MS_TENANT_ID, settings.MS_CLIENT_ID = "contoso", "crm-app"
+    settings.MS_CLIENT_SECRET = "s3cret-value"
+    auth._providers.clear()
+    yield server
+    auth._providers.clear()
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,1 @@
+"""Microsoft Graph: the token provider now, the client (retries, limiter, breaker) next."""

@@ -1,0 +1,113 @@
+"""App-only access tokens for Microsoft Graph through MSAL's confidential client.
+
+The traps DESIGN.md lists are handled here, once:
+
+- the authority host is a setting (national clouds, the simulator), so instance discovery is
+  off when it is not Microsoft's;
+- `requests` lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override MSAL's `verify=`, so MSAL gets
+  its own session with `trust_env=False`;
+- `verify=<file>` replaces the system CAs, so MS_CA_BUNDLE is appended to them in one bundle;
+- one MSAL app per process and credentials (it caches tokens); `invalidate()` after a 401
+  drops the cached token so the next call fetches a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import certifi
+import msal
+import requests
+from django.conf import settings
+
+from crm.errors import ServiceError
+
+MICROSOFT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+SYSTEM_CA_FILE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+class GraphAuthError(ServiceError):
+    """The identity platform refused (wrong secret, unknown app) or could not be reached."""
+
+    code = "graph_auth_failed"
+
+
+def graph_scope() -> str:
+    """`https://graph.microsoft.com/.default`, or the same for the configured Graph host."""
+    parts = urlsplit(settings.GRAPH_API_URL)
+    return f"{parts.scheme}://{parts.netloc}/.default"
+
+
+def trusted_ca_bundle() -> str | bool:
+    """The system CAs plus MS_CA_BUNDLE in one file, or True (the defaults) without extras."""
+    extra = settings.MS_CA_BUNDLE
+    if not extra:
+        return True
+    system = SYSTEM_CA_FILE if SYSTEM_CA_FILE.exists() else Path(certifi.where())
+    combined = system.read_bytes() + b"\n" + Path(extra).read_bytes()
+    target = Path(settings.VAR_DIR) / f"ms-ca-{hashlib.sha256(combined).hexdigest()[:16]}.pem"
+    if not target.exists():
+        target.write_bytes(combined)
+    return str(target)
+
+
+class TokenProvider:
+    """Fetches and caches app-only tokens for one tenant and app registration."""
+
+    def __init__(self, *, tenant: str, client_id: str, client_secret: str) -> None:
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = trusted_ca_bundle()
+        authority_host = settings.MS_AUTHORITY_HOST.rstrip("/")
+        try:  # MSAL reads the tenant's OpenID configuration right away
+            self._app = msal.ConfidentialClientApplication(
+                client_id,
+                client_credential=client_secret,
+                authority=f"{authority_host}/{tenant}",
+                http_client=session,
+                instance_discovery=authority_host == MICROSOFT_AUTHORITY_HOST,
+                timeout=settings.GRAPH_TIMEOUT_SECONDS,
+            )
+        except (requests.RequestException, ValueError) as exc:
+            raise GraphAuthError(f"The identity platform could not be reached: {exc}") from exc
+        self._scopes = [graph_scope()]
+
+    def token(self) -> str:
+        try:
+            result = self._app.acquire_token_for_client(scopes=self._scopes)
+        except (requests.RequestException, ValueError) as exc:
+            raise GraphAuthError(f"The identity platform could not be reached: {exc}") from exc
+        if "access_token" not in result:
+            description = result.get("error_description") or result.get("error") or "no token"
+            raise GraphAuthError(f"Token request refused: {description}")
+        return result["access_token"]
+
+    def invalidate(self) -> None:
+        """Forget the cached token (Graph answered 401): the next `token()` fetches anew."""
+        self._app.remove_tokens_for_client()
+
+
+_providers: dict[tuple[str, str, str, str], TokenProvider] = {}
+_providers_lock = threading.Lock()
+
+
+def token_provider(
+    *, tenant: str | None = None, client_id: str | None = None, client_secret: str | None = None
+) -> TokenProvider:
+    """The process's provider for these credentials (default: the MS_* settings)."""
+    tenant = tenant or settings.MS_TENANT_ID
+    client_id = client_id or settings.MS_CLIENT_ID
+    client_secret = client_secret or settings.MS_CLIENT_SECRET
+    if not (tenant and client_id and client_secret):
+        raise GraphAuthError("Microsoft 365 is not configured: set MS_TENANT_ID, MS_CLIENT_ID "
+                             "and MS_CLIENT_SECRET.")  # fmt: skip
+    key = (settings.MS_AUTHORITY_HOST, tenant, client_id, client_secret)
+    with _providers_lock:
+        if key not in _providers:
+            _providers[key] = TokenProvider(
+                tenant=tenant, client_id=client_id, client_secret=client_secret
+            )
+        return _providers[key]

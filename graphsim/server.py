@@ -1,0 +1,152 @@
+"""The simulator's HTTPS server and the identity platform endpoints MSAL calls.
+
+Graph's mail endpoints join this server in the next step (issue "mail sync, part 1"); the
+identity part is what every Graph request needs first: OpenID discovery for the tenant and the
+token endpoint with the client-credentials grant, with Azure AD's error shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import ssl
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from graphsim.tls import TestPKI
+
+TOKEN_LIFETIME_SECONDS = 3599
+
+
+@dataclass
+class IdentityState:
+    """Registered apps per tenant, and the access tokens handed out (token -> expiry)."""
+
+    apps: dict[tuple[str, str], str] = field(default_factory=dict)
+    tokens: dict[str, float] = field(default_factory=dict)
+    token_requests: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def register_app(self, *, tenant: str, client_id: str, secret: str) -> None:
+        self.apps[(tenant, client_id)] = secret
+
+    def issue_token(self) -> str:
+        token = "sim." + secrets.token_urlsafe(24)
+        with self.lock:
+            self.tokens[token] = time.time() + TOKEN_LIFETIME_SECONDS
+            self.token_requests += 1
+        return token
+
+    def token_valid(self, token: str) -> bool:
+        return self.tokens.get(token, 0) > time.time()
+
+    def expire_all_tokens(self) -> None:
+        """As if every token's hour had passed: Graph answers 401 until a new one is fetched."""
+        with self.lock:
+            self.tokens = dict.fromkeys(self.tokens, 0.0)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: SimulatorServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def _send_json(self, status: int, body: dict[str, Any]) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _tenant_route(self) -> tuple[str, str]:
+        path = urllib.parse.urlsplit(self.path).path
+        tenant, _, rest = path.lstrip("/").partition("/")
+        return tenant, "/" + rest
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib hook
+        tenant, rest = self._tenant_route()
+        if rest == "/v2.0/.well-known/openid-configuration":
+            self._send_json(200, self.server.openid_configuration(tenant))
+            return
+        self._send_json(404, {"error": {"code": "NotFound", "message": "No such resource."}})
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib hook
+        tenant, rest = self._tenant_route()
+        length = int(self.headers.get("Content-Length") or 0)
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+        if rest == "/oauth2/v2.0/token":
+            status, body = self.server.token(tenant, {k: v[0] for k, v in form.items()})
+            self._send_json(status, body)
+            return
+        self._send_json(404, {"error": {"code": "NotFound", "message": "No such resource."}})
+
+
+class SimulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, pki: TestPKI, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pki.server_cert, pki.server_key)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+        self.identity = IdentityState()
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.server_address[1]}"
+
+    def openid_configuration(self, tenant: str) -> dict[str, Any]:
+        base = f"{self.base_url}/{tenant}"
+        return {
+            "issuer": f"{self.base_url}/{tenant}/v2.0",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "response_types_supported": ["code", "id_token", "code id_token", "token id_token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
+            "tenant_region_scope": "EU",
+        }
+
+    def token(self, tenant: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """The client-credentials grant, with Azure AD's error codes for what goes wrong."""
+        if form.get("grant_type") != "client_credentials":
+            return 400, _aad_error("unsupported_grant_type", "AADSTS70003", "Grant not supported.")
+        secret = self.identity.apps.get((tenant, form.get("client_id", "")))
+        if secret is None:
+            return 400, _aad_error(
+                "unauthorized_client", "AADSTS700016", "Application not found in the tenant."
+            )
+        if not secrets.compare_digest(secret, form.get("client_secret", "")):
+            return 401, _aad_error("invalid_client", "AADSTS7000215", "Invalid client secret.")
+        if not form.get("scope", "").endswith("/.default"):
+            return 400, _aad_error("invalid_scope", "AADSTS1002012", "Scope must be /.default.")
+        return 200, {
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME_SECONDS,
+            "ext_expires_in": TOKEN_LIFETIME_SECONDS,
+            "access_token": self.identity.issue_token(),
+        }
+
+
+def _aad_error(error: str, code: str, description: str) -> dict[str, Any]:
+    return {
+        "error": error,
+        "error_description": f"{code}: {description}",
+        "error_codes": [int(code.removeprefix("AADSTS"))],
+        "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+    }
+
+
+def start(pki: TestPKI, port: int = 0) -> SimulatorServer:
+    """Serve in a background thread; call `shutdown()` and `server_close()` to stop."""
+    server = SimulatorServer(pki, port)
+    threading.Thread(target=server.serve_forever, name="graphsim", daemon=True).start()
+    return server
