@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from graphsim.mail import Mailbox, SyncStateExpired, decode_token, encode_token
 from graphsim.tls import TestPKI
 
 TOKEN_LIFETIME_SECONDS = 3599
+DEFAULT_PAGE_SIZE = 10
 
 
 @dataclass
@@ -71,11 +73,100 @@ class Handler(BaseHTTPRequestHandler):
         return tenant, "/" + rest
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib hook
+        if self.path.startswith("/v1.0/"):
+            self._graph_get()
+            return
         tenant, rest = self._tenant_route()
         if rest == "/v2.0/.well-known/openid-configuration":
             self._send_json(200, self.server.openid_configuration(tenant))
             return
         self._send_json(404, {"error": {"code": "NotFound", "message": "No such resource."}})
+
+    def _graph_error(self, status: int, code: str, message: str) -> None:
+        self._send_json(status, {"error": {"code": code, "message": message}})
+
+    def _authenticated(self) -> bool:
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and self.server.identity.token_valid(token):
+            return True
+        self._graph_error(
+            401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."
+        )
+        return False
+
+    def _graph_get(self) -> None:
+        if not self._authenticated():
+            return
+        url = urllib.parse.urlsplit(self.path)
+        query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+        parts = [urllib.parse.unquote(p) for p in url.path.split("/")[2:]]
+        if len(parts) < 3 or parts[0] != "users" or parts[2] != "mailFolders":
+            self._graph_error(400, "BadRequest", "Unsupported request in the simulator.")
+            return
+        mailbox = self.server.mailboxes.get(parts[1].lower())
+        if mailbox is None:
+            self._graph_error(
+                404, "ErrorInvalidUser", f"The requested user '{parts[1]}' is invalid."
+            )
+            return
+        try:
+            self._mail_route(mailbox, parts[3:], query)
+        except KeyError:
+            self._graph_error(
+                404, "ErrorItemNotFound", "The specified object was not found in the store."
+            )
+        except SyncStateExpired:
+            self._graph_error(410, "syncStateNotFound", "The sync state generation is not found.")
+
+    def _mail_route(self, mailbox: Mailbox, rest: list[str], query: dict[str, str]) -> None:
+        base = f"{self.server.base_url}/v1.0/users/{mailbox.address}/mailFolders"
+        if not rest:
+            root = next(f for f in mailbox.folders.values() if f.parent_id is None)
+            self._send_json(200, {"value": _folders(mailbox, root.id)})
+        elif len(rest) == 2 and rest[1] == "childFolders":
+            self._send_json(200, {"value": _folders(mailbox, mailbox.folder(rest[0]).id)})
+        elif len(rest) == 3 and rest[1:] == ["messages", "delta"]:
+            folder = mailbox.folder(rest[0])
+            self._send_json(200, self._delta(mailbox, folder.id, query, f"{base}/{folder.id}"))
+        else:
+            self._graph_error(400, "BadRequest", "Unsupported request in the simulator.")
+
+    def _page_size(self) -> int:
+        prefer = self.headers.get("Prefer") or ""
+        for part in prefer.split(","):
+            name, _, value = part.strip().partition("=")
+            if name == "odata.maxpagesize" and value.isdigit():
+                return max(1, int(value))
+        return DEFAULT_PAGE_SIZE
+
+    def _delta(
+        self, mailbox: Mailbox, folder_id: str, query: dict[str, str], base: str
+    ) -> dict[str, Any]:
+        if "$skiptoken" in query:
+            state = decode_token(query["$skiptoken"])
+        elif "$deltatoken" in query:
+            since = decode_token(query["$deltatoken"])["seq"]
+            state = {"since": since, "until": mailbox.current_seq(), "offset": 0}
+        else:
+            state = {"since": 0, "until": mailbox.current_seq(), "offset": 0}
+        size = self._page_size()
+        items, more = mailbox.delta_page(
+            folder_id, since=state["since"], until=state["until"], offset=state["offset"],
+            page_size=size,
+        )  # fmt: skip
+        selected = query.get("$select")
+        if selected:
+            keep = {"id", "@removed", *selected.split(",")}
+            items = [{k: v for k, v in item.items() if k in keep} for item in items]
+        body: dict[str, Any] = {"value": items}
+        select = f"&%24select={urllib.parse.quote(selected)}" if selected else ""
+        if more:
+            token = encode_token(**{**state, "offset": state["offset"] + size})
+            body["@odata.nextLink"] = f"{base}/messages/delta?%24skiptoken={token}{select}"
+        else:
+            token = encode_token(seq=state["until"])
+            body["@odata.deltaLink"] = f"{base}/messages/delta?%24deltatoken={token}{select}"
+        return body
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib hook
         tenant, rest = self._tenant_route()
@@ -97,6 +188,12 @@ class SimulatorServer(ThreadingHTTPServer):
         context.load_cert_chain(pki.server_cert, pki.server_key)
         self.socket = context.wrap_socket(self.socket, server_side=True)
         self.identity = IdentityState()
+        self.mailboxes: dict[str, Mailbox] = {}
+
+    def add_mailbox(self, address: str) -> Mailbox:
+        mailbox = Mailbox.with_standard_folders(address)
+        self.mailboxes[address.lower()] = mailbox
+        return mailbox
 
     @property
     def base_url(self) -> str:
@@ -134,6 +231,20 @@ class SimulatorServer(ThreadingHTTPServer):
             "ext_expires_in": TOKEN_LIFETIME_SECONDS,
             "access_token": self.identity.issue_token(),
         }
+
+
+def _folders(mailbox: Mailbox, parent_id: str) -> list[dict[str, Any]]:
+    children = [f for f in mailbox.folders.values() if f.parent_id == parent_id]
+    return [
+        {
+            "id": f.id,
+            "displayName": f.display_name,
+            "parentFolderId": f.parent_id,
+            "childFolderCount": sum(1 for c in mailbox.folders.values() if c.parent_id == f.id),
+            "wellKnownName": f.well_known,
+        }
+        for f in children
+    ]
 
 
 def _aad_error(error: str, code: str, description: str) -> dict[str, Any]:

@@ -1,0 +1,190 @@
+"""Simulated Exchange mailboxes with Graph's delta semantics.
+
+Every change to a folder is appended to that folder's change log with a sequence number. A
+delta round reads the log after the round's starting point: a message's first appearance
+carries all its properties, later changes only the properties that changed (Graph's partial
+updates), and a message that left the folder (deleted or moved) appears as `@removed`. Paging
+and the final delta link are opaque tokens that encode positions in that log; state older than
+the folder's `expired_before` answers 410 `syncStateNotFound`, as Graph does.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+WELL_KNOWN_FOLDERS = {
+    "inbox": "Inbox",
+    "sentitems": "Sent Items",
+    "drafts": "Drafts",
+    "deleteditems": "Deleted Items",
+    "archive": "Archive",
+    "junkemail": "Junk Email",
+}
+
+
+class SyncStateExpired(Exception):
+    """The delta or skip token points before what the folder still remembers."""
+
+
+@dataclass
+class Change:
+    seq: int
+    message_id: str
+    removed: bool = False
+    properties: tuple[str, ...] = ()
+
+
+@dataclass
+class Folder:
+    id: str
+    display_name: str
+    parent_id: str | None
+    well_known: str | None = None
+    log: list[Change] = field(default_factory=list)
+    expired_before: int = 0
+
+
+@dataclass
+class Mailbox:
+    """One user's or shared mailbox: folders, messages (by immutable id) and change logs."""
+
+    address: str
+    folders: dict[str, Folder] = field(default_factory=dict)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    location: dict[str, str] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    @classmethod
+    def with_standard_folders(cls, address: str) -> Mailbox:
+        mailbox = cls(address=address)
+        root = mailbox._new_id("folder")
+        mailbox.folders[root] = Folder(id=root, display_name="Top of Information Store",
+                                       parent_id=None)  # fmt: skip
+        for role, name in WELL_KNOWN_FOLDERS.items():
+            mailbox.add_folder(name, parent_id=root, well_known=role)
+        return mailbox
+
+    def _new_id(self, kind: str) -> str:
+        raw = f"{self.address}:{kind}:{next(self._ids)}".encode()
+        return "AAMk" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def folder(self, key: str) -> Folder:
+        """By id or by well-known name (`inbox`), as Graph accepts both."""
+        if key in self.folders:
+            return self.folders[key]
+        for folder in self.folders.values():
+            if folder.well_known == key.lower():
+                return folder
+        raise KeyError(key)
+
+    def add_folder(self, name: str, *, parent_id: str, well_known: str | None = None) -> Folder:
+        folder = Folder(id=self._new_id("folder"), display_name=name, parent_id=parent_id,
+                        well_known=well_known)  # fmt: skip
+        self.folders[folder.id] = folder
+        return folder
+
+    def _log(self, folder: Folder, message_id: str, **change: Any) -> None:
+        folder.log.append(Change(seq=next(self._seq), message_id=message_id, **change))
+
+    def add_message(self, folder_key: str, **properties: Any) -> str:
+        with self.lock:
+            folder = self.folder(folder_key)
+            message_id = self._new_id("message")
+            self.messages[message_id] = {"id": message_id, **properties}
+            self.location[message_id] = folder.id
+            self._log(folder, message_id)
+            return message_id
+
+    def update_message(self, message_id: str, **properties: Any) -> None:
+        with self.lock:
+            self.messages[message_id].update(properties)
+            folder = self.folders[self.location[message_id]]
+            self._log(folder, message_id, properties=tuple(properties))
+
+    def move_message(self, message_id: str, folder_key: str) -> None:
+        """Immutable ids survive a move: removed from one folder, added to the other."""
+        with self.lock:
+            source = self.folders[self.location[message_id]]
+            target = self.folder(folder_key)
+            self._log(source, message_id, removed=True)
+            self.location[message_id] = target.id
+            self._log(target, message_id)
+
+    def delete_message(self, message_id: str) -> None:
+        with self.lock:
+            folder = self.folders[self.location.pop(message_id)]
+            del self.messages[message_id]
+            self._log(folder, message_id, removed=True)
+
+    def expire_sync_state(self, folder_key: str) -> None:
+        """Forget the folder's history: every older delta token now answers 410."""
+        with self.lock:
+            folder = self.folder(folder_key)
+            folder.expired_before = next(self._seq)
+
+    def current_seq(self) -> int:
+        with self.lock:
+            return next(self._seq)
+
+    def delta_page(
+        self, folder_key: str, *, since: int, until: int, offset: int, page_size: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of the round (since, until]: changes collapsed per message, in order.
+
+        Returns the items and whether more pages follow.
+        """
+        with self.lock:
+            folder = self.folder(folder_key)
+            if since and since < folder.expired_before:
+                raise SyncStateExpired(folder.id)
+            items = self._collapse(folder, since, until, first_sync=since == 0)
+        page = items[offset : offset + page_size]
+        return page, offset + page_size < len(items)
+
+    def _collapse(self, folder: Folder, since: int, until: int, *, first_sync: bool) -> list:
+        latest: dict[str, dict[str, Any]] = {}
+        for change in folder.log:
+            if not since < change.seq <= until:
+                continue
+            if change.removed:
+                latest[change.message_id] = {
+                    "id": change.message_id,
+                    "@removed": {"reason": "deleted"},
+                }
+                continue
+            message = self.messages.get(change.message_id)
+            here = self.location.get(change.message_id) == folder.id
+            if message is None or not here:
+                continue
+            previous = latest.get(change.message_id)
+            if (
+                change.properties
+                and not first_sync
+                and (previous is None or "@removed" not in previous)
+            ):
+                partial = previous or {"id": change.message_id}
+                latest[change.message_id] = {
+                    **partial,
+                    **{name: message.get(name) for name in change.properties},
+                }
+            else:
+                latest[change.message_id] = dict(message)
+        if first_sync:
+            return [item for item in latest.values() if "@removed" not in item]
+        return list(latest.values())
+
+
+def encode_token(**state: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    padded = token + "=" * (-len(token) % 4)
+    return json.loads(base64.urlsafe_b64decode(padded.encode()))

@@ -1,0 +1,111 @@
+"""The simulator's mail folders and delta queries behave like Graph's (the contract our sync
+client is written against)."""
+
+import pytest
+import requests
+
+
+@pytest.fixture
+def mailbox(graph_simulator):
+    return graph_simulator.add_mailbox("support@contoso.example")
+
+
+@pytest.fixture
+def graph(graph_simulator, graph_pki):
+    token = graph_simulator.identity.issue_token()
+    session = requests.Session()
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment overrides verify
+    session.verify = str(graph_pki.ca_cert)
+    session.headers["Authorization"] = f"Bearer {token}"
+    base = f"{graph_simulator.base_url}/v1.0/users/support@contoso.example"
+    return session, base
+
+
+def delta_round(session, url, page_size=10):
+    """Follow next links to the delta link; returns (pages, items, delta link)."""
+    pages, items = 0, []
+    while True:
+        body = session.get(url, headers={"Prefer": f"odata.maxpagesize={page_size}"}).json()
+        pages += 1
+        items += body["value"]
+        if "@odata.deltaLink" in body:
+            return pages, items, body["@odata.deltaLink"]
+        url = body["@odata.nextLink"]
+
+
+def test_folders_list_the_well_known_tree(graph, mailbox):
+    session, base = graph
+
+    names = {f["displayName"] for f in session.get(f"{base}/mailFolders").json()["value"]}
+
+    assert {"Inbox", "Sent Items", "Drafts", "Deleted Items", "Archive", "Junk Email"} <= names
+
+
+def test_first_round_pages_through_everything_then_changes_come_partial(graph, mailbox):
+    session, base = graph
+    ids = [mailbox.add_message("inbox", subject=f"Order {i}", isRead=False) for i in range(25)]
+
+    pages, items, delta_link = delta_round(session, f"{base}/mailFolders/inbox/messages/delta")
+
+    assert pages == 3
+    assert [m["id"] for m in items] == ids
+    assert items[0] == {"id": ids[0], "subject": "Order 0", "isRead": False}
+
+    mailbox.update_message(ids[0], isRead=True)
+    mailbox.move_message(ids[1], "archive")
+    mailbox.delete_message(ids[2])
+    new = mailbox.add_message("inbox", subject="New", isRead=False)
+    _, changes, _ = delta_round(session, delta_link)
+
+    assert {c["id"]: c for c in changes} == {
+        ids[0]: {"id": ids[0], "isRead": True},
+        ids[1]: {"id": ids[1], "@removed": {"reason": "deleted"}},
+        ids[2]: {"id": ids[2], "@removed": {"reason": "deleted"}},
+        new: {"id": new, "subject": "New", "isRead": False},
+    }
+
+
+def test_moved_message_keeps_its_immutable_id_in_the_other_folder(graph, mailbox):
+    session, base = graph
+    message = mailbox.add_message("inbox", subject="Move me")
+
+    mailbox.move_message(message, "archive")
+    _, archived, _ = delta_round(session, f"{base}/mailFolders/archive/messages/delta")
+
+    assert [m["id"] for m in archived] == [message]
+
+
+def test_select_limits_properties(graph, mailbox):
+    session, base = graph
+    mailbox.add_message("inbox", subject="Hi", body={"content": "long"}, isRead=False)
+
+    _, items, _ = delta_round(session, f"{base}/mailFolders/inbox/messages/delta?$select=subject")
+
+    assert set(items[0]) == {"id", "subject"}
+
+
+def test_expired_sync_state_answers_410(graph, mailbox):
+    session, base = graph
+    mailbox.add_message("inbox", subject="x")
+    _, _, delta_link = delta_round(session, f"{base}/mailFolders/inbox/messages/delta")
+    mailbox.add_message("inbox", subject="y")
+
+    mailbox.expire_sync_state("inbox")
+    response = session.get(delta_link)
+
+    assert response.status_code == 410
+    assert response.json()["error"]["code"] == "syncStateNotFound"
+
+
+def test_an_expired_token_answers_401_and_an_unknown_user_404(graph, graph_simulator, mailbox):
+    session, base = graph
+    graph_simulator.identity.expire_all_tokens()
+
+    assert session.get(f"{base}/mailFolders").status_code == 401
+    fresh = graph_simulator.identity.issue_token()
+    other = session.get(
+        base.replace("support@", "nobody@") + "/mailFolders",
+        headers={"Authorization": f"Bearer {fresh}"},
+    )
+    assert other.status_code == 404
+    assert other.json()["error"]["code"] == "ErrorInvalidUser"
