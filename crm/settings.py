@@ -217,6 +217,9 @@ MS_AUTHORITY_HOST = env.str("MS_AUTHORITY_HOST", default="https://login.microsof
 GRAPH_API_URL = env.str("GRAPH_API_URL", default="https://graph.microsoft.com/v1.0")
 MS_CA_BUNDLE = env.str("MS_CA_BUNDLE", default="")
 GRAPH_TIMEOUT_SECONDS = env.int("GRAPH_TIMEOUT_SECONDS", default=30)
+GRAPH_MAX_RETRIES = env.int("GRAPH_MAX_RETRIES", default=6)
+GRAPH_RETRY_BASE_SECONDS = env.float("GRAPH_RETRY_BASE_SECONDS", default=1.0)
+GRAPH_RETRY_MAX_SECONDS = env.float("GRAPH_RETRY_MAX_SECONDS", default=60.0)
 MICROSOFT_ENABLED = bool(MS_CLIENT_ID and MS_CLIENT_SECRET and MS_TENANT_ID)
 SOCIALACCOUNT_PROVIDERS = {"microsoft": {"APPS": []}}
 if MICROSOFT_ENABLED:

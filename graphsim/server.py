@@ -8,6 +8,7 @@ token endpoint with the client-credentials grant, with Azure AD's error shapes.
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import ssl
 import threading
@@ -94,8 +95,32 @@ class Handler(BaseHTTPRequestHandler):
         )
         return False
 
+    def _inject_fault(self) -> bool:
+        """Answer with the next scripted or random fault, if any; True if one was sent."""
+        fault = self.server.next_fault()
+        if fault is None:
+            return False
+        kind, retry_after = fault
+        if kind == "drop":
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return True
+        status = int(kind)
+        payload = json.dumps(
+            {"error": {"code": "TooManyRequests" if status == 429 else "ServiceUnavailable",
+                       "message": "Simulated fault."}}
+        ).encode()  # fmt: skip
+        self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        return True
+
     def _graph_get(self) -> None:
-        if not self._authenticated():
+        if self._inject_fault() or not self._authenticated():
             return
         url = urllib.parse.urlsplit(self.path)
         query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
@@ -189,6 +214,33 @@ class SimulatorServer(ThreadingHTTPServer):
         self.socket = context.wrap_socket(self.socket, server_side=True)
         self.identity = IdentityState()
         self.mailboxes: dict[str, Mailbox] = {}
+        self.graph_requests = 0
+        self._faults: list[tuple[str, str | None]] = []
+        self._fault_rate = 0.0
+        self._fault_rng = random.Random(0)  # noqa: S311 - simulated faults, not secrets
+        self._fault_lock = threading.Lock()
+
+    def script_faults(self, *faults: tuple[str, str | None]) -> None:
+        """The next Graph requests fail in this order: ("429", "1.5"), ("503", None), ("drop",
+        None)...; the second item is the Retry-After header, if any."""
+        with self._fault_lock:
+            self._faults.extend(faults)
+
+    def set_fault_rate(self, rate: float, *, seed: int = 0) -> None:
+        """A seeded share of Graph requests fail with 429, 503, 504 or a dropped connection."""
+        with self._fault_lock:
+            self._fault_rate = rate
+            self._fault_rng = random.Random(seed)  # noqa: S311 - simulated faults
+
+    def next_fault(self) -> tuple[str, str | None] | None:
+        with self._fault_lock:
+            self.graph_requests += 1
+            if self._faults:
+                return self._faults.pop(0)
+            if self._fault_rate and self._fault_rng.random() < self._fault_rate:
+                kind = self._fault_rng.choice(["429", "503", "504", "drop"])
+                return kind, ("0.05" if kind == "429" else None)
+            return None
 
     def add_mailbox(self, address: str) -> Mailbox:
         mailbox = Mailbox.with_standard_folders(address)
