@@ -23,6 +23,7 @@ from graphsim.tls import TestPKI
 
 TOKEN_LIFETIME_SECONDS = 3599
 DEFAULT_PAGE_SIZE = 10
+MAILBOX_CONCURRENCY = 4
 
 
 @dataclass
@@ -134,7 +135,12 @@ class Handler(BaseHTTPRequestHandler):
                 404, "ErrorInvalidUser", f"The requested user '{parts[1]}' is invalid."
             )
             return
+        if not self.server.enter_mailbox(mailbox.address):
+            self._send_throttled_concurrency()
+            return
         try:
+            if self.server.response_delay:
+                time.sleep(self.server.response_delay)
             self._mail_route(mailbox, parts[3:], query)
         except KeyError:
             self._graph_error(
@@ -142,6 +148,20 @@ class Handler(BaseHTTPRequestHandler):
             )
         except SyncStateExpired:
             self._graph_error(410, "syncStateNotFound", "The sync state generation is not found.")
+        finally:
+            self.server.leave_mailbox(mailbox.address)
+
+    def _send_throttled_concurrency(self) -> None:
+        payload = json.dumps(
+            {"error": {"code": "ApplicationThrottled",
+                       "message": "Application is over its MailboxConcurrency limit."}}
+        ).encode()  # fmt: skip
+        self.send_response(429)
+        self.send_header("Retry-After", "1")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
     def _mail_route(self, mailbox: Mailbox, rest: list[str], query: dict[str, str]) -> None:
         base = f"{self.server.base_url}/v1.0/users/{mailbox.address}/mailFolders"
@@ -215,10 +235,26 @@ class SimulatorServer(ThreadingHTTPServer):
         self.identity = IdentityState()
         self.mailboxes: dict[str, Mailbox] = {}
         self.graph_requests = 0
+        self.response_delay = 0.0
+        self.concurrency_refusals = 0
+        self._in_flight: dict[str, int] = {}
         self._faults: list[tuple[str, str | None]] = []
         self._fault_rate = 0.0
         self._fault_rng = random.Random(0)  # noqa: S311 - simulated faults, not secrets
         self._fault_lock = threading.Lock()
+
+    def enter_mailbox(self, address: str) -> bool:
+        """Exchange serves at most four concurrent requests per mailbox and app."""
+        with self._fault_lock:
+            if self._in_flight.get(address, 0) >= MAILBOX_CONCURRENCY:
+                self.concurrency_refusals += 1
+                return False
+            self._in_flight[address] = self._in_flight.get(address, 0) + 1
+            return True
+
+    def leave_mailbox(self, address: str) -> None:
+        with self._fault_lock:
+            self._in_flight[address] -= 1
 
     def script_faults(self, *faults: tuple[str, str | None]) -> None:
         """The next Graph requests fail in this order: ("429", "1.5"), ("503", None), ("drop",

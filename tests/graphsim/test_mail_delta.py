@@ -109,3 +109,19 @@ def test_an_expired_token_answers_401_and_an_unknown_user_404(graph, graph_simul
     )
     assert other.status_code == 404
     assert other.json()["error"]["code"] == "ErrorInvalidUser"
+
+
+def test_more_than_four_concurrent_requests_per_mailbox_get_429(graph, graph_simulator, mailbox):
+    from concurrent.futures import ThreadPoolExecutor
+
+    session, base = graph
+    graph_simulator.response_delay = 0.5  # holds each request long enough to overlap
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = sorted(
+            pool.map(lambda _: session.get(f"{base}/mailFolders").status_code, range(6))
+        )
+
+    assert statuses.count(200) == 4
+    assert statuses.count(429) == 2
+    assert graph_simulator.concurrency_refusals == 2
