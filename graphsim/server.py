@@ -195,18 +195,29 @@ class Handler(BaseHTTPRequestHandler):
         else:
             state = {"since": 0, "until": mailbox.current_seq(), "offset": 0}
         size = self._page_size()
+        select = f"&%24select={urllib.parse.quote(query['$select'])}" if "$select" in query else ""
+        if self.server.empty_pages and not state.get("empty_served"):
+            # Graph sends empty pages mid-round; they must not end it.
+            token = encode_token(**{**state, "empty_served": True})
+            return {
+                "value": [],
+                "@odata.nextLink": f"{base}/messages/delta?%24skiptoken={token}{select}",
+            }
+        # Graph may repeat an item within a round: here, the previous page's last one.
+        repeat = 1 if self.server.repeat_items and state["offset"] > 0 else 0
         items, more = mailbox.delta_page(
-            folder_id, since=state["since"], until=state["until"], offset=state["offset"],
-            page_size=size,
+            folder_id, since=state["since"], until=state["until"],
+            offset=state["offset"] - repeat, page_size=size + repeat,
         )  # fmt: skip
         selected = query.get("$select")
         if selected:
             keep = {"id", "@removed", *selected.split(",")}
             items = [{k: v for k, v in item.items() if k in keep} for item in items]
         body: dict[str, Any] = {"value": items}
-        select = f"&%24select={urllib.parse.quote(selected)}" if selected else ""
         if more:
-            token = encode_token(**{**state, "offset": state["offset"] + size})
+            token = encode_token(
+                **{**state, "offset": state["offset"] + size, "empty_served": False}
+            )
             body["@odata.nextLink"] = f"{base}/messages/delta?%24skiptoken={token}{select}"
         else:
             token = encode_token(seq=state["until"])
@@ -236,6 +247,8 @@ class SimulatorServer(ThreadingHTTPServer):
         self.mailboxes: dict[str, Mailbox] = {}
         self.graph_requests = 0
         self.response_delay = 0.0
+        self.empty_pages = False
+        self.repeat_items = False
         self.concurrency_refusals = 0
         self._in_flight: dict[str, int] = {}
         self._faults: list[tuple[str, str | None]] = []

@@ -125,3 +125,16 @@ def test_more_than_four_concurrent_requests_per_mailbox_get_429(graph, graph_sim
     assert statuses.count(200) == 4
     assert statuses.count(429) == 2
     assert graph_simulator.concurrency_refusals == 2
+
+
+def test_rounds_may_contain_empty_pages_and_repeated_items(graph, graph_simulator, mailbox):
+    session, base = graph
+    ids = [mailbox.add_message("inbox", subject=f"m{i}") for i in range(12)]
+    graph_simulator.empty_pages = True
+    graph_simulator.repeat_items = True
+
+    pages, items, delta_link = delta_round(session, f"{base}/mailFolders/inbox/messages/delta", 5)
+
+    assert pages == 6, "an empty page before each of the three real pages"
+    assert [m["id"] for m in items] == [*ids[:5], ids[4], *ids[5:10], ids[9], *ids[10:]]
+    assert "deltatoken" in delta_link
