@@ -57,6 +57,7 @@ class Mailbox:
     folders: dict[str, Folder] = field(default_factory=dict)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     location: dict[str, str] = field(default_factory=dict)
+    folder_log: list[Change] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -85,10 +86,44 @@ class Mailbox:
         raise KeyError(key)
 
     def add_folder(self, name: str, *, parent_id: str, well_known: str | None = None) -> Folder:
-        folder = Folder(id=self._new_id("folder"), display_name=name, parent_id=parent_id,
-                        well_known=well_known)  # fmt: skip
-        self.folders[folder.id] = folder
-        return folder
+        with self.lock:
+            folder = Folder(id=self._new_id("folder"), display_name=name, parent_id=parent_id,
+                            well_known=well_known)  # fmt: skip
+            self.folders[folder.id] = folder
+            self.folder_log.append(Change(seq=next(self._seq), message_id=folder.id))
+            return folder
+
+    def rename_folder(self, key: str, name: str) -> None:
+        with self.lock:
+            folder = self.folder(key)
+            folder.display_name = name
+            self.folder_log.append(Change(seq=next(self._seq), message_id=folder.id))
+
+    def delete_folder(self, key: str) -> None:
+        """Delete a user folder with its subfolders and messages."""
+        with self.lock:
+            folder = self.folder(key)
+            for child in [f for f in self.folders.values() if f.parent_id == folder.id]:
+                self.delete_folder(child.id)
+            for message_id in [m for m, f in self.location.items() if f == folder.id]:
+                self.delete_message(message_id)
+            del self.folders[folder.id]
+            self.folder_log.append(Change(seq=next(self._seq), message_id=folder.id, removed=True))
+
+    def folder_delta(self, *, since: int, until: int) -> list[dict[str, Any]]:
+        """Folders changed in (since, until], each once, as Graph's mailFolders/delta lists
+        them: the whole tree flattened, with parent ids; deleted ones as `@removed`."""
+        with self.lock:
+            changed = dict.fromkeys(c.message_id for c in self.folder_log if since < c.seq <= until)
+            items = []
+            for folder_id in changed:
+                folder = self.folders.get(folder_id)
+                if folder is None:
+                    if since:
+                        items.append({"id": folder_id, "@removed": {"reason": "deleted"}})
+                elif folder.parent_id is not None:
+                    items.append(folder_item(folder))
+            return items
 
     def _log(self, folder: Folder, message_id: str, **change: Any) -> None:
         folder.log.append(Change(seq=next(self._seq), message_id=message_id, **change))
@@ -179,6 +214,15 @@ class Mailbox:
         if first_sync:
             return [item for item in latest.values() if "@removed" not in item]
         return list(latest.values())
+
+
+def folder_item(folder: Folder) -> dict[str, Any]:
+    return {
+        "id": folder.id,
+        "displayName": folder.display_name,
+        "parentFolderId": folder.parent_id,
+        "wellKnownName": folder.well_known,
+    }
 
 
 def encode_token(**state: Any) -> str:

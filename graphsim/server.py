@@ -165,7 +165,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _mail_route(self, mailbox: Mailbox, rest: list[str], query: dict[str, str]) -> None:
         base = f"{self.server.base_url}/v1.0/users/{mailbox.address}/mailFolders"
-        if not rest:
+        if rest == ["delta"]:
+            self._send_json(200, self._folder_delta(mailbox, query, base))
+        elif not rest:
             root = next(f for f in mailbox.folders.values() if f.parent_id is None)
             self._send_json(200, {"value": _folders(mailbox, root.id)})
         elif len(rest) == 2 and rest[1] == "childFolders":
@@ -175,6 +177,16 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, self._delta(mailbox, folder.id, query, f"{base}/{folder.id}"))
         else:
             self._graph_error(400, "BadRequest", "Unsupported request in the simulator.")
+
+    def _folder_delta(self, mailbox: Mailbox, query: dict[str, str], base: str) -> dict:
+        """Folder changes in one page (mailboxes have tens of folders, not thousands)."""
+        since = decode_token(query["$deltatoken"])["seq"] if "$deltatoken" in query else 0
+        until = mailbox.current_seq()
+        token = encode_token(seq=until)
+        return {
+            "value": mailbox.folder_delta(since=since, until=until),
+            "@odata.deltaLink": f"{base}/delta?%24deltatoken={token}",
+        }
 
     def _page_size(self) -> int:
         prefer = self.headers.get("Prefer") or ""

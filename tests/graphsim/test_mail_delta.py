@@ -138,3 +138,25 @@ def test_rounds_may_contain_empty_pages_and_repeated_items(graph, graph_simulato
     assert pages == 6, "an empty page before each of the three real pages"
     assert [m["id"] for m in items] == [*ids[:5], ids[4], *ids[5:10], ids[9], *ids[10:]]
     assert "deltatoken" in delta_link
+
+
+def test_folder_delta_lists_the_tree_then_its_changes(graph, mailbox):
+    session, base = graph
+    inbox = mailbox.folder("inbox")
+    customers = mailbox.add_folder("Customers", parent_id=inbox.id)
+
+    first = session.get(f"{base}/mailFolders/delta").json()
+    mailbox.rename_folder(customers.id, "Key customers")
+    vip = mailbox.add_folder("VIP", parent_id=customers.id)
+    mailbox.add_message(vip.id, subject="inside")
+    mailbox.delete_folder(customers.id)
+    second = session.get(first["@odata.deltaLink"]).json()
+
+    names = {f["displayName"]: f for f in first["value"]}
+    assert names["Customers"]["parentFolderId"] == inbox.id
+    assert names["Inbox"]["wellKnownName"] == "inbox"
+    assert len(first["value"]) == 7
+    assert second["value"] == [
+        {"id": customers.id, "@removed": {"reason": "deleted"}},
+        {"id": vip.id, "@removed": {"reason": "deleted"}},
+    ]
