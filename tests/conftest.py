@@ -158,8 +158,8 @@ def graph_simulator(graph_pki, settings):
     settings.MS_CA_BUNDLE = str(graph_pki.ca_cert)
     settings.MS_TENANT_ID, settings.MS_CLIENT_ID = "contoso", "crm-app"
     settings.MS_CLIENT_SECRET = "s3cret-value"
-    auth._providers.clear()
+    auth.forget_providers()
     yield server
-    auth._providers.clear()
+    auth.forget_providers()
     server.shutdown()
     server.server_close()

@@ -111,3 +111,9 @@ def token_provider(
                 tenant=tenant, client_id=client_id, client_secret=client_secret
             )
         return _providers[key]
+
+
+def forget_providers() -> None:
+    """Drop every cached provider (after credentials or endpoints change, and in tests)."""
+    with _providers_lock:
+        _providers.clear()
