@@ -58,6 +58,7 @@ class Mailbox:
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     location: dict[str, str] = field(default_factory=dict)
     folder_log: list[Change] = field(default_factory=list)
+    attachments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -136,6 +137,26 @@ class Mailbox:
             self.location[message_id] = folder.id
             self._log(folder, message_id)
             return message_id
+
+    def add_attachment(
+        self, message_id: str, *, name: str, content: bytes, content_type: str, inline: bool = False
+    ) -> str:
+        """A file attachment; the message then reports `hasAttachments`."""
+        with self.lock:
+            attachment_id = self._new_id("attachment")
+            self.attachments.setdefault(message_id, []).append(
+                {
+                    "@odata.type": "#microsoft.graph.fileAttachment",
+                    "id": attachment_id,
+                    "name": name,
+                    "contentType": content_type,
+                    "size": len(content),
+                    "isInline": inline,
+                    "contentBytes": base64.b64encode(content).decode(),
+                }
+            )
+            self.update_message(message_id, hasAttachments=True)
+            return attachment_id
 
     def update_message(self, message_id: str, **properties: Any) -> None:
         with self.lock:

@@ -7,6 +7,7 @@ token endpoint with the client-credentials grant, with Azure AD's error shapes.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import secrets
@@ -126,6 +127,9 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
         parts = [urllib.parse.unquote(p) for p in url.path.split("/")[2:]]
+        if len(parts) >= 5 and parts[0] == "users" and parts[2] == "messages":
+            self._attachments_route(parts, query)
+            return
         if len(parts) < 3 or parts[0] != "users" or parts[2] != "mailFolders":
             self._graph_error(400, "BadRequest", "Unsupported request in the simulator.")
             return
@@ -162,6 +166,27 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _attachments_route(self, parts: list[str], query: dict[str, str]) -> None:
+        """`messages/{id}/attachments` (metadata) and `attachments/{id}/$value` (the bytes)."""
+        mailbox = self.server.mailboxes.get(parts[1].lower())
+        found = mailbox.attachments.get(parts[3], []) if mailbox else []
+        if parts[4] != "attachments" or mailbox is None or parts[3] not in mailbox.messages:
+            self._graph_error(404, "ErrorItemNotFound", "The specified object was not found.")
+        elif len(parts) == 5:
+            metadata = [{k: v for k, v in a.items() if k != "contentBytes"} for a in found]
+            self._send_json(200, {"value": metadata})
+        else:
+            match = next((a for a in found if a["id"] == parts[5]), None)
+            if match is None or parts[6:] != ["$value"]:
+                self._graph_error(404, "ErrorItemNotFound", "The specified object was not found.")
+                return
+            payload = base64.b64decode(match["contentBytes"])
+            self.send_response(200)
+            self.send_header("Content-Type", match["contentType"])
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
 
     def _mail_route(self, mailbox: Mailbox, rest: list[str], query: dict[str, str]) -> None:
         base = f"{self.server.base_url}/v1.0/users/{mailbox.address}/mailFolders"

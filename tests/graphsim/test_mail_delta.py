@@ -160,3 +160,30 @@ def test_folder_delta_lists_the_tree_then_its_changes(graph, mailbox):
         {"id": customers.id, "@removed": {"reason": "deleted"}},
         {"id": vip.id, "@removed": {"reason": "deleted"}},
     ]
+
+
+def test_attachments_metadata_first_bytes_on_request(graph, mailbox):
+    session, base = graph
+    message = mailbox.add_message("inbox", subject="Invoice", hasAttachments=False)
+    attachment = mailbox.add_attachment(
+        message, name="invoice.pdf", content=b"%PDF-1.7 test", content_type="application/pdf"
+    )
+
+    listed = session.get(f"{base}/messages/{message}/attachments").json()["value"]
+    raw = session.get(f"{base}/messages/{message}/attachments/{attachment}/$value")
+    _, items, _ = delta_round(session, f"{base}/mailFolders/inbox/messages/delta")
+
+    assert listed == [
+        {
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "id": attachment,
+            "name": "invoice.pdf",
+            "contentType": "application/pdf",
+            "size": 13,
+            "isInline": False,
+        }
+    ]
+    assert raw.content == b"%PDF-1.7 test"
+    assert raw.headers["Content-Type"] == "application/pdf"
+    assert items[0]["hasAttachments"] is True
+    assert session.get(f"{base}/messages/nope/attachments").status_code == 404
