@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import api_list, cases_api  # noqa: E402
+from bench import api_list, cases_api, mail_sync  # noqa: E402
 
-BENCHMARKS = {"api_list": api_list.run, "cases_api": cases_api.run}
+BENCHMARKS = {"api_list": api_list.run, "cases_api": cases_api.run, "mail_sync": mail_sync.run}
 
 
 def main() -> None:

@@ -6,7 +6,9 @@ Schema only PostgreSQL has (tsvector triggers, GIN and trigram indexes) goes thr
 
 from __future__ import annotations
 
-from django.db import connection, migrations
+import json
+
+from django.db import connection, migrations, models
 
 
 class PostgresOnlySQL(migrations.RunSQL):
@@ -23,3 +25,51 @@ class PostgresOnlySQL(migrations.RunSQL):
 
 def is_postgresql() -> bool:
     return connection.vendor == "postgresql"
+
+
+def bulk_insert(model: type[models.Model], objs: list[models.Model]) -> None:
+    """Insert new rows and give them their primary keys, as `bulk_create` does, but through
+    PostgreSQL's COPY where available.
+
+    Sync pages insert tens of thousands of rows a minute; COPY is several times quicker than
+    the multi-row INSERT that `bulk_create` compiles (most of that time is Django preparing
+    and psycopg adapting every value one by one). Auto-now fields get their `pre_save`, JSON
+    fields are serialised by the field itself, and everything else is written as the
+    attribute holds it, which is what the ORM would send for the plain column types this is
+    used with (text, numbers, booleans, aware datetimes, foreign key ids). Ids are drawn from
+    the table's sequence first. Elsewhere (SQLite) this is `bulk_create`.
+    """
+    if not objs:
+        return
+    if not is_postgresql():
+        model._default_manager.bulk_create(objs)
+        return
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    getters = [_copy_value(field) for field in fields]
+    table = connection.ops.quote_name(meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [meta.db_table, meta.pk.column, len(objs)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in [meta.pk, *fields])
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for obj, pk in zip(objs, ids, strict=True):
+                obj.pk = pk
+                copy.write_row([pk, *(get(obj) for get in getters)])
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+def _copy_value(field: models.Field):
+    """How to read `field`'s value off an instance for COPY (see `bulk_insert`)."""
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return lambda obj: field.pre_save(obj, True)
+    if isinstance(field, models.JSONField):
+        encoder = field.encoder
+        return lambda obj: json.dumps(getattr(obj, field.attname), cls=encoder)
+    attname = field.attname
+    return lambda obj: getattr(obj, attname)

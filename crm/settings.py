@@ -220,6 +220,20 @@ GRAPH_TIMEOUT_SECONDS = env.int("GRAPH_TIMEOUT_SECONDS", default=30)
 GRAPH_MAX_RETRIES = env.int("GRAPH_MAX_RETRIES", default=6)
 GRAPH_RETRY_BASE_SECONDS = env.float("GRAPH_RETRY_BASE_SECONDS", default=1.0)
 GRAPH_RETRY_MAX_SECONDS = env.float("GRAPH_RETRY_MAX_SECONDS", default=60.0)
+# Limits shared by every process (crm.graph.limits, crm.graph.breaker): Graph requests in flight
+# per mailbox, how long a slot's lease outlives a crashed holder (keep it well above
+# GRAPH_TIMEOUT_SECONDS), how long to wait for a slot before GraphBusy; the circuit breaker
+# opens after this many consecutive failed requests for this many seconds.
+GRAPH_MAILBOX_CONCURRENCY = env.int("GRAPH_MAILBOX_CONCURRENCY", default=4)
+GRAPH_SLOT_LEASE_SECONDS = env.float("GRAPH_SLOT_LEASE_SECONDS", default=120.0)
+GRAPH_SLOT_WAIT_SECONDS = env.float("GRAPH_SLOT_WAIT_SECONDS", default=60.0)
+GRAPH_BREAKER_THRESHOLD = env.int("GRAPH_BREAKER_THRESHOLD", default=5)
+GRAPH_BREAKER_COOLDOWN_SECONDS = env.float("GRAPH_BREAKER_COOLDOWN_SECONDS", default=60.0)
+# Mail sync (mailsync): page size of delta queries, how long a folder's sync lease lasts
+# without renewal, and how often beat starts a round for every mailbox.
+MAIL_DELTA_PAGE_SIZE = env.int("MAIL_DELTA_PAGE_SIZE", default=100)
+MAIL_SYNC_LEASE_SECONDS = env.int("MAIL_SYNC_LEASE_SECONDS", default=600)
+MAIL_SYNC_INTERVAL_SECONDS = env.int("MAIL_SYNC_INTERVAL_SECONDS", default=300)
 MICROSOFT_ENABLED = bool(MS_CLIENT_ID and MS_CLIENT_SECRET and MS_TENANT_ID)
 SOCIALACCOUNT_PROVIDERS = {"microsoft": {"APPS": []}}
 if MICROSOFT_ENABLED:

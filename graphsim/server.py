@@ -1,15 +1,13 @@
 """The simulator's HTTPS server and the identity platform endpoints MSAL calls.
 
-Graph's mail endpoints join this server in the next step (issue "mail sync, part 1"); the
-identity part is what every Graph request needs first: OpenID discovery for the tenant and the
-token endpoint with the client-credentials grant, with Azure AD's error shapes.
+The identity part is what every Graph request needs first: OpenID discovery for the tenant and
+the token endpoint with the client-credentials grant, with Azure AD's error shapes. Graph
+requests below `/v1.0` are answered by `graphsim.routes` (and `graphsim.batch` for `$batch`);
+this module only speaks HTTP, injects faults (`graphsim.faults`) and counts concurrency.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import random
 import secrets
 import ssl
 import threading
@@ -19,11 +17,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from graphsim.mail import Mailbox, SyncStateExpired, decode_token, encode_token
+from graphsim.batch import run_batch
+from graphsim.faults import Fault, FaultPlan, garbage_body, status_fault_response
+from graphsim.mail import Mailbox
+from graphsim.routes import GraphRequest, GraphResponse, handle, parse_prefer
 from graphsim.tls import TestPKI
 
 TOKEN_LIFETIME_SECONDS = 3599
-DEFAULT_PAGE_SIZE = 10
 MAILBOX_CONCURRENCY = 4
 
 
@@ -56,46 +56,43 @@ class IdentityState:
 
 
 class Handler(BaseHTTPRequestHandler):
+    """HTTP only: reads the request, injects faults, hands Graph requests to the routes."""
+
     server: SimulatorServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm the body's last segment
+    # would wait for the client's delayed ACK (~40 ms a response, most of a large sync).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return
 
-    def _send_json(self, status: int, body: dict[str, Any]) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+    def _send(self, response: GraphResponse) -> None:
+        payload = response.payload()
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            if name != "Content-Type":
+                self.send_header(name, value)
+        self.send_header("Content-Type", response.content_type())
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _send_json(self, status: int, body: dict[str, Any]) -> None:
+        self._send(GraphResponse(status, body))
 
     def _tenant_route(self) -> tuple[str, str]:
         path = urllib.parse.urlsplit(self.path).path
         tenant, _, rest = path.lstrip("/").partition("/")
         return tenant, "/" + rest
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib hook
-        if self.path.startswith("/v1.0/"):
-            self._graph_get()
-            return
-        tenant, rest = self._tenant_route()
-        if rest == "/v2.0/.well-known/openid-configuration":
-            self._send_json(200, self.server.openid_configuration(tenant))
-            return
-        self._send_json(404, {"error": {"code": "NotFound", "message": "No such resource."}})
-
-    def _graph_error(self, status: int, code: str, message: str) -> None:
-        self._send_json(status, {"error": {"code": code, "message": message}})
-
-    def _authenticated(self) -> bool:
-        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() == "bearer" and self.server.identity.token_valid(token):
-            return True
-        self._graph_error(
-            401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."
+    def _graph_request(self, method: str) -> GraphRequest:
+        return GraphRequest(
+            method=method,
+            target=self.path.removeprefix("/v1.0"),
+            authorization=self.headers.get("Authorization") or "",
+            prefer=parse_prefer(self.headers.get_all("Prefer") or []),
         )
-        return False
 
     def _inject_fault(self) -> bool:
         """Answer with the next scripted or random fault, if any; True if one was sent."""
@@ -106,173 +103,52 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "drop":
             self.close_connection = True
             self.connection.shutdown(2)
-            return True
-        status = int(kind)
-        payload = json.dumps(
-            {"error": {"code": "TooManyRequests" if status == 429 else "ServiceUnavailable",
-                       "message": "Simulated fault."}}
-        ).encode()  # fmt: skip
-        self.send_response(status)
-        if retry_after is not None:
-            self.send_header("Retry-After", retry_after)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        elif kind == "garbage":
+            garbage = garbage_body(self.server.base_url)
+            self._send(GraphResponse(200, garbage, {"Content-Type": "application/json"}))
+        else:
+            self._send(status_fault_response(kind, retry_after))
         return True
 
-    def _graph_get(self) -> None:
-        if self._inject_fault() or not self._authenticated():
+    def do_GET(self) -> None:  # noqa: N802 - stdlib hook
+        if self.path.startswith("/v1.0/"):
+            if not self._inject_fault():
+                self._send(handle(self.server, self._graph_request("GET")))
             return
-        url = urllib.parse.urlsplit(self.path)
-        query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
-        parts = [urllib.parse.unquote(p) for p in url.path.split("/")[2:]]
-        if len(parts) >= 5 and parts[0] == "users" and parts[2] == "messages":
-            self._attachments_route(parts, query)
+        tenant, rest = self._tenant_route()
+        if rest == "/v2.0/.well-known/openid-configuration":
+            self._send_json(200, self.server.openid_configuration(tenant))
             return
-        if len(parts) < 3 or parts[0] != "users" or parts[2] != "mailFolders":
-            self._graph_error(400, "BadRequest", "Unsupported request in the simulator.")
-            return
-        mailbox = self.server.mailboxes.get(parts[1].lower())
-        if mailbox is None:
-            self._graph_error(
-                404, "ErrorInvalidUser", f"The requested user '{parts[1]}' is invalid."
-            )
-            return
-        if not self.server.enter_mailbox(mailbox.address):
-            self._send_throttled_concurrency()
-            return
-        try:
-            if self.server.response_delay:
-                time.sleep(self.server.response_delay)
-            self._mail_route(mailbox, parts[3:], query)
-        except KeyError:
-            self._graph_error(
-                404, "ErrorItemNotFound", "The specified object was not found in the store."
-            )
-        except SyncStateExpired:
-            self._graph_error(410, "syncStateNotFound", "The sync state generation is not found.")
-        finally:
-            self.server.leave_mailbox(mailbox.address)
-
-    def _send_throttled_concurrency(self) -> None:
-        payload = json.dumps(
-            {"error": {"code": "ApplicationThrottled",
-                       "message": "Application is over its MailboxConcurrency limit."}}
-        ).encode()  # fmt: skip
-        self.send_response(429)
-        self.send_header("Retry-After", "1")
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _attachments_route(self, parts: list[str], query: dict[str, str]) -> None:
-        """`messages/{id}/attachments` (metadata) and `attachments/{id}/$value` (the bytes)."""
-        mailbox = self.server.mailboxes.get(parts[1].lower())
-        found = mailbox.attachments.get(parts[3], []) if mailbox else []
-        if parts[4] != "attachments" or mailbox is None or parts[3] not in mailbox.messages:
-            self._graph_error(404, "ErrorItemNotFound", "The specified object was not found.")
-        elif len(parts) == 5:
-            metadata = [{k: v for k, v in a.items() if k != "contentBytes"} for a in found]
-            self._send_json(200, {"value": metadata})
-        else:
-            match = next((a for a in found if a["id"] == parts[5]), None)
-            if match is None or parts[6:] != ["$value"]:
-                self._graph_error(404, "ErrorItemNotFound", "The specified object was not found.")
-                return
-            payload = base64.b64decode(match["contentBytes"])
-            self.send_response(200)
-            self.send_header("Content-Type", match["contentType"])
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    def _mail_route(self, mailbox: Mailbox, rest: list[str], query: dict[str, str]) -> None:
-        base = f"{self.server.base_url}/v1.0/users/{mailbox.address}/mailFolders"
-        if rest == ["delta"]:
-            self._send_json(200, self._folder_delta(mailbox, query, base))
-        elif not rest:
-            root = next(f for f in mailbox.folders.values() if f.parent_id is None)
-            self._send_json(200, {"value": _folders(mailbox, root.id)})
-        elif len(rest) == 2 and rest[1] == "childFolders":
-            self._send_json(200, {"value": _folders(mailbox, mailbox.folder(rest[0]).id)})
-        elif len(rest) == 3 and rest[1:] == ["messages", "delta"]:
-            folder = mailbox.folder(rest[0])
-            self._send_json(200, self._delta(mailbox, folder.id, query, f"{base}/{folder.id}"))
-        else:
-            self._graph_error(400, "BadRequest", "Unsupported request in the simulator.")
-
-    def _folder_delta(self, mailbox: Mailbox, query: dict[str, str], base: str) -> dict:
-        """Folder changes in one page (mailboxes have tens of folders, not thousands)."""
-        since = decode_token(query["$deltatoken"])["seq"] if "$deltatoken" in query else 0
-        until = mailbox.current_seq()
-        token = encode_token(seq=until)
-        return {
-            "value": mailbox.folder_delta(since=since, until=until),
-            "@odata.deltaLink": f"{base}/delta?%24deltatoken={token}",
-        }
-
-    def _page_size(self) -> int:
-        prefer = self.headers.get("Prefer") or ""
-        for part in prefer.split(","):
-            name, _, value = part.strip().partition("=")
-            if name == "odata.maxpagesize" and value.isdigit():
-                return max(1, int(value))
-        return DEFAULT_PAGE_SIZE
-
-    def _delta(
-        self, mailbox: Mailbox, folder_id: str, query: dict[str, str], base: str
-    ) -> dict[str, Any]:
-        if "$skiptoken" in query:
-            state = decode_token(query["$skiptoken"])
-        elif "$deltatoken" in query:
-            since = decode_token(query["$deltatoken"])["seq"]
-            state = {"since": since, "until": mailbox.current_seq(), "offset": 0}
-        else:
-            state = {"since": 0, "until": mailbox.current_seq(), "offset": 0}
-        size = self._page_size()
-        select = f"&%24select={urllib.parse.quote(query['$select'])}" if "$select" in query else ""
-        if self.server.empty_pages and not state.get("empty_served"):
-            # Graph sends empty pages mid-round; they must not end it.
-            token = encode_token(**{**state, "empty_served": True})
-            return {
-                "value": [],
-                "@odata.nextLink": f"{base}/messages/delta?%24skiptoken={token}{select}",
-            }
-        # Graph may repeat an item within a round: here, the previous page's last one.
-        repeat = 1 if self.server.repeat_items and state["offset"] > 0 else 0
-        items, more = mailbox.delta_page(
-            folder_id, since=state["since"], until=state["until"],
-            offset=state["offset"] - repeat, page_size=size + repeat,
-        )  # fmt: skip
-        selected = query.get("$select")
-        if selected:
-            keep = {"id", "@removed", *selected.split(",")}
-            items = [{k: v for k, v in item.items() if k in keep} for item in items]
-        body: dict[str, Any] = {"value": items}
-        if more:
-            token = encode_token(
-                **{**state, "offset": state["offset"] + size, "empty_served": False}
-            )
-            body["@odata.nextLink"] = f"{base}/messages/delta?%24skiptoken={token}{select}"
-        else:
-            token = encode_token(seq=state["until"])
-            body["@odata.deltaLink"] = f"{base}/messages/delta?%24deltatoken={token}{select}"
-        return body
+        self._send_json(404, {"error": {"code": "NotFound", "message": "No such resource."}})
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib hook
+        # Read the body first, whatever happens next, so a kept-alive connection stays in step.
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.startswith("/v1.0/"):
+            if self._inject_fault():
+                return
+            path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+            request = self._graph_request("POST")
+            if path == "/v1.0/$batch":
+                self._send(run_batch(self.server, request, body))
+            else:
+                self._send(handle(self.server, request))
+            return
         tenant, rest = self._tenant_route()
-        length = int(self.headers.get("Content-Length") or 0)
-        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
         if rest == "/oauth2/v2.0/token":
-            status, body = self.server.token(tenant, {k: v[0] for k, v in form.items()})
-            self._send_json(status, body)
+            form = urllib.parse.parse_qs(body.decode())
+            status, answer = self.server.token(tenant, {k: v[0] for k, v in form.items()})
+            self._send_json(status, answer)
             return
         self._send_json(404, {"error": {"code": "NotFound", "message": "No such resource."}})
 
 
 class SimulatorServer(ThreadingHTTPServer):
+    """The simulator and its switches for tests: `response_delay` (seconds each mailbox
+    request holds its slot), `empty_pages` and `repeat_items` (Graph's delta quirks), faults
+    (`script_faults`, `set_fault_rate`) and counters: `graph_requests` (HTTP requests below
+    /v1.0), `batch_subrequests`, `concurrency_refusals`."""
+
     daemon_threads = True
 
     def __init__(self, pki: TestPKI, port: int = 0) -> None:
@@ -287,15 +163,14 @@ class SimulatorServer(ThreadingHTTPServer):
         self.empty_pages = False
         self.repeat_items = False
         self.concurrency_refusals = 0
+        self.batch_subrequests = 0
         self._in_flight: dict[str, int] = {}
-        self._faults: list[tuple[str, str | None]] = []
-        self._fault_rate = 0.0
-        self._fault_rng = random.Random(0)  # noqa: S311 - simulated faults, not secrets
-        self._fault_lock = threading.Lock()
+        self._in_flight_lock = threading.Lock()
+        self._faults = FaultPlan()
 
     def enter_mailbox(self, address: str) -> bool:
         """Exchange serves at most four concurrent requests per mailbox and app."""
-        with self._fault_lock:
+        with self._in_flight_lock:
             if self._in_flight.get(address, 0) >= MAILBOX_CONCURRENCY:
                 self.concurrency_refusals += 1
                 return False
@@ -303,30 +178,28 @@ class SimulatorServer(ThreadingHTTPServer):
             return True
 
     def leave_mailbox(self, address: str) -> None:
-        with self._fault_lock:
+        with self._in_flight_lock:
             self._in_flight[address] -= 1
 
-    def script_faults(self, *faults: tuple[str, str | None]) -> None:
+    def script_faults(self, *faults: Fault) -> None:
         """The next Graph requests fail in this order: ("429", "1.5"), ("503", None), ("drop",
-        None)...; the second item is the Retry-After header, if any."""
-        with self._fault_lock:
-            self._faults.extend(faults)
+        None), ("garbage", None), ("ok", None)...; the second item is the Retry-After header,
+        if any. A `$batch` takes one for itself, then one per sub-request (see `faults`)."""
+        self._faults.script(*faults)
 
     def set_fault_rate(self, rate: float, *, seed: int = 0) -> None:
-        """A seeded share of Graph requests fail with 429, 503, 504 or a dropped connection."""
-        with self._fault_lock:
-            self._fault_rate = rate
-            self._fault_rng = random.Random(seed)  # noqa: S311 - simulated faults
+        """A seeded share of Graph requests fail with 429, 503, 504, a dropped connection or a
+        truncated body (sub-requests of a `$batch`: 429, 503 or 504 only)."""
+        self._faults.set_rate(rate, seed=seed)
 
-    def next_fault(self) -> tuple[str, str | None] | None:
-        with self._fault_lock:
-            self.graph_requests += 1
-            if self._faults:
-                return self._faults.pop(0)
-            if self._fault_rate and self._fault_rng.random() < self._fault_rate:
-                kind = self._fault_rng.choice(["429", "503", "504", "drop"])
-                return kind, ("0.05" if kind == "429" else None)
-            return None
+    def next_fault(self, *, outer: bool = True) -> Fault | None:
+        """The fault for the next request; counts HTTP requests and `$batch` sub-requests."""
+        with self._in_flight_lock:
+            if outer:
+                self.graph_requests += 1
+            else:
+                self.batch_subrequests += 1
+        return self._faults.next(outer=outer)
 
     def add_mailbox(self, address: str) -> Mailbox:
         mailbox = Mailbox.with_standard_folders(address)
@@ -369,20 +242,6 @@ class SimulatorServer(ThreadingHTTPServer):
             "ext_expires_in": TOKEN_LIFETIME_SECONDS,
             "access_token": self.identity.issue_token(),
         }
-
-
-def _folders(mailbox: Mailbox, parent_id: str) -> list[dict[str, Any]]:
-    children = [f for f in mailbox.folders.values() if f.parent_id == parent_id]
-    return [
-        {
-            "id": f.id,
-            "displayName": f.display_name,
-            "parentFolderId": f.parent_id,
-            "childFolderCount": sum(1 for c in mailbox.folders.values() if c.parent_id == f.id),
-            "wellKnownName": f.well_known,
-        }
-        for f in children
-    ]
 
 
 def _aad_error(error: str, code: str, description: str) -> dict[str, Any]:

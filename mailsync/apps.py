@@ -1,6 +1,18 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class MailsyncConfig(AppConfig):
     name = "mailsync"
     verbose_name = "Mail"
+
+    def ready(self) -> None:
+        post_migrate.connect(_install_default_schedules, sender=self)
+
+
+def _install_default_schedules(**kwargs: object) -> None:
+    """Every `migrate` makes sure the mail sync schedule exists (admins may edit it)."""
+    from crm.services import periodic_tasks_install
+    from mailsync.schedules import default_schedules
+
+    periodic_tasks_install(specs=default_schedules(), using=kwargs.get("using", "default"))

@@ -1,1 +1,250 @@
-"""Models of mailsync; they arrive with the issues that need them."""
+"""Mail: mailboxes (owned by a team or an agent), their folders, messages and attachments, and
+the record of every sync round.
+
+Messages and folders carry change numbers in their mailbox's container (DESIGN.md "Change
+numbers"); a message that leaves the mailbox leaves a tombstone there. This app knows nothing
+of cases: it announces new messages through `mailsync.signals.message_ingested`.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+from crm.changes import ChangeTracked
+from crm.models import ChangeContainer, Team
+from mailsync.choices import (
+    FlagStatus,
+    Importance,
+    MailboxKind,
+    RoundKind,
+    RoundStatus,
+    WellKnownFolder,
+)
+
+
+class Mailbox(models.Model):
+    """A shared (team) or personal (agent) mailbox, hosted by Microsoft 365 or by the CRM."""
+
+    address = models.EmailField(unique=True)
+    display_name = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=10, choices=MailboxKind.choices, default=MailboxKind.M365)
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="mailboxes"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="mailboxes",
+    )
+    container = models.OneToOneField(
+        ChangeContainer, on_delete=models.PROTECT, related_name="mailbox", editable=False
+    )
+    sync_enabled = models.BooleanField(
+        default=True, help_text="Scheduled rounds skip a mailbox that is switched off."
+    )
+    folders_delta_link = models.TextField(blank=True, editable=False)
+    last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "mailboxes"
+        constraints = [
+            models.UniqueConstraint(Lower("address"), name="mailsync_mailbox_address_ci_unique"),
+            models.CheckConstraint(
+                condition=Q(team__isnull=True, owner__isnull=False)
+                | Q(team__isnull=False, owner__isnull=True),
+                name="mailsync_mailbox_one_owner",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.address
+
+    @property
+    def is_m365(self) -> bool:
+        return self.kind == MailboxKind.M365
+
+
+class MailFolder(ChangeTracked):
+    """A folder of a mailbox, with its delta state. Inbox and Sent Items sync by default."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="folders")
+    graph_id = models.CharField(max_length=512, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    display_name = models.CharField(max_length=255)
+    well_known = models.CharField(max_length=20, choices=WellKnownFolder.choices, blank=True)
+    sync_enabled = models.BooleanField(default=False)
+    delta_link = models.TextField(blank=True, editable=False)
+    resume_link = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="The next page of an unfinished round; a crashed round resumes here.",
+    )
+    round_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    full_round_mark = models.PositiveBigIntegerField(
+        null=True, blank=True, editable=False,
+        help_text="The round that began the current full round (kept when it resumes).",
+    )  # fmt: skip
+    last_round_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Start of the last completed round."
+    )
+    lease_owner = models.CharField(max_length=64, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta(ChangeTracked.Meta):
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox", "graph_id"],
+                condition=~Q(graph_id=""),
+                name="mailsync_folder_graph_id_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["mailbox", "well_known"],
+                condition=~Q(well_known=""),
+                name="mailsync_folder_role_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox.address}/{self.display_name}"
+
+
+class Message(ChangeTracked):
+    """One message, stored once per mailbox however often it moves (immutable Graph id).
+
+    `folder` is empty while a message that left a synced folder has not yet turned up in
+    another one (`orphaned_at`); the sync decides, once every synced folder has had a round,
+    whether it moved or was deleted.
+    """
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="messages")
+    folder = models.ForeignKey(
+        MailFolder, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    graph_id = models.CharField(max_length=512, blank=True)
+    orphaned_at = models.DateTimeField(null=True, blank=True)
+    sync_mark = models.PositiveBigIntegerField(
+        null=True, blank=True, editable=False, help_text="The last full round that listed it."
+    )
+    internet_message_id = models.CharField(max_length=998, blank=True)
+    conversation_id = models.CharField(max_length=512, blank=True)
+    in_reply_to = models.TextField(blank=True)
+    references = models.TextField(blank=True)
+    subject = models.TextField(blank=True)
+    from_name = models.CharField(max_length=320, blank=True)
+    from_address = models.CharField(max_length=320, blank=True)
+    sender_address = models.CharField(max_length=320, blank=True)
+    to = models.JSONField(default=list, blank=True)
+    cc = models.JSONField(default=list, blank=True)
+    bcc = models.JSONField(default=list, blank=True)
+    reply_to = models.JSONField(default=list, blank=True)
+    preview = models.TextField(blank=True)
+    body_html = models.TextField(blank=True)
+    body_text = models.TextField(blank=True)
+    headers = models.JSONField(
+        default=dict, blank=True, help_text="Internet headers kept for threading and intake."
+    )
+    headers_fetched = models.BooleanField(default=False)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(null=True, blank=True)
+    importance = models.CharField(
+        max_length=10, choices=Importance.choices, default=Importance.NORMAL
+    )
+    is_read = models.BooleanField(default=False)
+    is_draft = models.BooleanField(default=False)
+    flag_status = models.CharField(
+        max_length=12, choices=FlagStatus.choices, default=FlagStatus.NOT_FLAGGED
+    )
+    categories = models.JSONField(default=list, blank=True)
+    has_attachments = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta(ChangeTracked.Meta):
+        indexes = [
+            *ChangeTracked.Meta.indexes,
+            models.Index(fields=["folder", "-received_at", "-id"], name="mailsync_msg_folder_idx"),
+            models.Index(
+                fields=["mailbox", "-received_at", "-id"], name="mailsync_msg_mailbox_idx"
+            ),
+            models.Index(fields=["mailbox", "internet_message_id"], name="mailsync_msg_imid_idx"),
+            models.Index(fields=["mailbox", "conversation_id"], name="mailsync_msg_conv_idx"),
+            models.Index(
+                fields=["mailbox"],
+                condition=Q(orphaned_at__isnull=False),
+                name="mailsync_msg_orphan_idx",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox", "graph_id"],
+                condition=~Q(graph_id=""),
+                name="mailsync_message_graph_id_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject or '(no subject)'} <{self.from_address}>"
+
+
+class Attachment(models.Model):
+    """An attachment's metadata, synced with its message; the bytes come on first use."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    graph_id = models.CharField(max_length=512, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    content_type = models.CharField(max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    is_inline = models.BooleanField(default=False)
+    content_id = models.CharField(max_length=255, blank=True)
+    content = models.FileField(upload_to="mail/attachments/%Y/%m/", blank=True)
+    fetched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "graph_id"],
+                condition=~Q(graph_id=""),
+                name="mailsync_attachment_graph_id_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name or f"attachment {self.pk}"
+
+
+class SyncRound(models.Model):
+    """One sync round of a folder (or of a mailbox's folder tree), with its progress."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="rounds")
+    folder = models.ForeignKey(
+        MailFolder, null=True, blank=True, on_delete=models.SET_NULL, related_name="rounds"
+    )
+    kind = models.CharField(max_length=10, choices=RoundKind.choices)
+    status = models.CharField(
+        max_length=10, choices=RoundStatus.choices, default=RoundStatus.RUNNING
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    pages = models.PositiveIntegerField(default=0)
+    added = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    removed = models.PositiveIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    throttled = models.PositiveIntegerField(default=0)
+    retries = models.PositiveIntegerField(default=0)
+    errors = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["mailbox", "-started_at"], name="mailsync_round_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.folder or self.mailbox} ({self.status})"

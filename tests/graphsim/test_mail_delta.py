@@ -1,36 +1,7 @@
 """The simulator's mail folders and delta queries behave like Graph's (the contract our sync
 client is written against)."""
 
-import pytest
-import requests
-
-
-@pytest.fixture
-def mailbox(graph_simulator):
-    return graph_simulator.add_mailbox("support@contoso.example")
-
-
-@pytest.fixture
-def graph(graph_simulator, graph_pki):
-    token = graph_simulator.identity.issue_token()
-    session = requests.Session()
-    session.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment overrides verify
-    session.verify = str(graph_pki.ca_cert)
-    session.headers["Authorization"] = f"Bearer {token}"
-    base = f"{graph_simulator.base_url}/v1.0/users/support@contoso.example"
-    return session, base
-
-
-def delta_round(session, url, page_size=10):
-    """Follow next links to the delta link; returns (pages, items, delta link)."""
-    pages, items = 0, []
-    while True:
-        body = session.get(url, headers={"Prefer": f"odata.maxpagesize={page_size}"}).json()
-        pages += 1
-        items += body["value"]
-        if "@odata.deltaLink" in body:
-            return pages, items, body["@odata.deltaLink"]
-        url = body["@odata.nextLink"]
+from tests.graphsim.helpers import delta_round
 
 
 def test_folders_list_the_well_known_tree(graph, mailbox):
@@ -49,7 +20,13 @@ def test_first_round_pages_through_everything_then_changes_come_partial(graph, m
 
     assert pages == 3
     assert [m["id"] for m in items] == ids
-    assert items[0] == {"id": ids[0], "subject": "Order 0", "isRead": False}
+    inbox = mailbox.folder("inbox").id
+    assert items[0] == {
+        "id": ids[0],
+        "subject": "Order 0",
+        "isRead": False,
+        "parentFolderId": inbox,
+    }
 
     mailbox.update_message(ids[0], isRead=True)
     mailbox.move_message(ids[1], "archive")
@@ -61,7 +38,7 @@ def test_first_round_pages_through_everything_then_changes_come_partial(graph, m
         ids[0]: {"id": ids[0], "isRead": True},
         ids[1]: {"id": ids[1], "@removed": {"reason": "deleted"}},
         ids[2]: {"id": ids[2], "@removed": {"reason": "deleted"}},
-        new: {"id": new, "subject": "New", "isRead": False},
+        new: {"id": new, "subject": "New", "isRead": False, "parentFolderId": inbox},
     }
 
 

@@ -1,0 +1,177 @@
+"""Mail in the admin: connect mailboxes, choose synced folders, start a round, and watch the
+rounds' progress. Messages are read-only here (they change through sync and services)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from crm.admin import ScopedAdminMixin, adopt, is_admin
+from mailsync import selectors, services
+from mailsync.models import Mailbox, MailFolder, Message, SyncRound
+
+
+class MailboxAddForm(forms.ModelForm):
+    class Meta:
+        model = Mailbox
+        fields = ["address", "display_name", "kind", "team", "owner", "sync_enabled"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if (data.get("team") is None) == (data.get("owner") is None):
+            raise forms.ValidationError("A mailbox belongs to a team or to an agent: choose one.")
+        return data
+
+
+class FolderInline(admin.TabularInline):
+    model = MailFolder
+    fields = ["display_name", "well_known", "parent", "sync_enabled", "last_round_at"]
+    readonly_fields = ["display_name", "well_known", "parent", "last_round_at"]
+    extra = 0
+    can_delete = False
+    ordering = ["display_name"]
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Mailbox | None = None) -> bool:
+        return False
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    list_display = ["address", "kind", "team", "owner", "sync_enabled", "last_synced_at",
+                    "status"]  # fmt: skip
+    list_filter = ["kind", "sync_enabled", "team"]
+    search_fields = ["address", "display_name"]
+    list_select_related = ["team", "owner"]
+    actions = ["sync_now"]
+    readonly_fields = ["last_synced_at", "last_error"]
+
+    def visible(self, request: HttpRequest) -> QuerySet[Mailbox]:
+        return selectors.mailbox_list(user=request.user)
+
+    def manageable(self, request: HttpRequest) -> QuerySet[Mailbox]:
+        return self.visible(request) if is_admin(request) else Mailbox.objects.none()
+
+    def get_form(self, request: HttpRequest, obj: Mailbox | None = None, **kwargs):
+        if obj is None:
+            kwargs["form"] = MailboxAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Mailbox | None = None) -> list[str]:
+        if obj is None:
+            return list(MailboxAddForm.Meta.fields)
+        return ["address", "display_name", "kind", "team", "owner", "sync_enabled",
+                "last_synced_at", "last_error"]  # fmt: skip
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Mailbox | None = None) -> list[str]:
+        if obj is None:
+            return []
+        return ["address", "kind", "team", "owner", "last_synced_at", "last_error"]
+
+    def get_inlines(self, request: HttpRequest, obj: Mailbox | None):
+        return [FolderInline] if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: Mailbox, form, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["display_name", "sync_enabled"])
+            return
+        data = form.cleaned_data
+        saved = services.mailbox_connect(
+            address=data["address"], team=data.get("team"), owner=data.get("owner"),
+            local=data["kind"] == "local", display_name=data.get("display_name", ""),
+        )  # fmt: skip
+        if not data.get("sync_enabled", True):
+            Mailbox.objects.filter(pk=saved.pk).update(sync_enabled=False)
+            saved.sync_enabled = False
+        adopt(obj, saved)
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        """Folder opt-in/out goes through `folder_sync_set` (it forgets or orphans state)."""
+        if formset.model is not MailFolder:
+            super().save_formset(request, form, formset, change)
+            return
+        for folder_form in formset.forms:
+            if "sync_enabled" in folder_form.changed_data:
+                services.folder_sync_set(
+                    folder=folder_form.instance, enabled=folder_form.cleaned_data["sync_enabled"]
+                )
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+    @admin.display(description="Last round")
+    def status(self, mailbox: Mailbox) -> str:
+        if mailbox.last_error:
+            return format_html('<span title="{}">failed</span>', mailbox.last_error[:500])
+        return "ok" if mailbox.last_synced_at else "never"
+
+    @admin.action(description="Sync selected mailboxes now")
+    def sync_now(self, request: HttpRequest, queryset: QuerySet[Mailbox]) -> None:
+        from mailsync.tasks import sync_mailbox
+
+        ids = list(queryset.filter(kind="m365").values_list("pk", flat=True))
+        for mailbox_id in ids:
+            transaction.on_commit(lambda mailbox_id=mailbox_id: sync_mailbox.delay(mailbox_id))
+        self.message_user(
+            request,
+            f"A sync round was queued for {len(ids)} mailbox(es); follow it under Sync rounds.",
+            messages.SUCCESS,
+        )
+
+
+@admin.register(Message)
+class MessageAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    list_display = ["subject_or_none", "from_address", "mailbox", "folder", "received_at",
+                    "is_read", "has_attachments"]  # fmt: skip
+    list_filter = ["mailbox", "is_read", "flag_status", "importance"]
+    search_fields = ["subject", "from_address", "internet_message_id"]
+    list_select_related = ["mailbox", "folder", "folder__mailbox"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    exclude = ["body_html"]
+    readonly_fields = [f.name for f in Message._meta.concrete_fields if f.name != "body_html"]
+
+    def visible(self, request: HttpRequest) -> QuerySet[Message]:
+        return selectors.message_list(user=request.user).defer("body_html", "body_text")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        return False
+
+    @admin.display(description="Subject", ordering="subject")
+    def subject_or_none(self, message: Message) -> str:
+        return message.subject or "(no subject)"
+
+
+@admin.register(SyncRound)
+class SyncRoundAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """Every round with its progress: a running round's counts grow page by page."""
+
+    list_display = ["started_at", "mailbox", "folder", "kind", "status", "pages", "added",
+                    "updated", "removed", "requests", "throttled", "duration"]  # fmt: skip
+    list_filter = ["status", "kind", "mailbox"]
+    list_select_related = ["mailbox", "folder", "folder__mailbox"]
+    readonly_fields = [f.name for f in SyncRound._meta.concrete_fields]
+    show_full_result_count = False
+
+    def visible(self, request: HttpRequest) -> QuerySet[SyncRound]:
+        return SyncRound.objects.filter(mailbox__in=selectors.mailbox_list(user=request.user))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SyncRound | None = None) -> bool:
+        return False
+
+    @admin.display(description="Duration")
+    def duration(self, sync_round: SyncRound) -> str:
+        if sync_round.finished_at is None:
+            return "running"
+        return f"{(sync_round.finished_at - sync_round.started_at).total_seconds():.1f} s"

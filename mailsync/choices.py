@@ -1,0 +1,47 @@
+"""Choices of the mail app (DESIGN.md habit 6)."""
+
+from django.db import models
+
+
+class MailboxKind(models.TextChoices):
+    M365 = "m365", "Microsoft 365"
+    LOCAL = "local", "Local (the CRM's SMTP listener)"
+
+
+class WellKnownFolder(models.TextChoices):
+    """Graph's well-known folder names; they are also the roles the CRM gives folders."""
+
+    INBOX = "inbox", "Inbox"
+    SENT = "sentitems", "Sent Items"
+    DRAFTS = "drafts", "Drafts"
+    DELETED = "deleteditems", "Deleted Items"
+    ARCHIVE = "archive", "Archive"
+    JUNK = "junkemail", "Junk Email"
+
+
+# Synced by default; an admin opts other folders in.
+DEFAULT_SYNCED_FOLDERS = frozenset({WellKnownFolder.INBOX, WellKnownFolder.SENT})
+
+
+class Importance(models.TextChoices):
+    LOW = "low", "Low"
+    NORMAL = "normal", "Normal"
+    HIGH = "high", "High"
+
+
+class FlagStatus(models.TextChoices):
+    NOT_FLAGGED = "notFlagged", "Not flagged"
+    FLAGGED = "flagged", "Flagged"
+    COMPLETE = "complete", "Complete"
+
+
+class RoundKind(models.TextChoices):
+    FOLDERS = "folders", "Folder tree"
+    DELTA = "delta", "Delta"
+    FULL = "full", "Full resync"
+
+
+class RoundStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    OK = "ok", "Completed"
+    FAILED = "failed", "Failed"

@@ -1,0 +1,18 @@
+"""Periodic tasks of the mail app (installed on `migrate`, editable in admin)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from crm.schedules import ScheduleSpec
+
+
+def default_schedules() -> list[ScheduleSpec]:
+    return [
+        ScheduleSpec(
+            name="mailsync: sync mailboxes",
+            task="mailsync.tasks.sync_all_mailboxes",
+            every_seconds=settings.MAIL_SYNC_INTERVAL_SECONDS,
+            description="A Graph delta round for every enabled Microsoft 365 mailbox.",
+        )
+    ]

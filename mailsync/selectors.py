@@ -1,0 +1,44 @@
+"""Read queries of the mail app: who sees which mailbox, and the messages in them.
+
+Agents see their own mailboxes and their teams' mailboxes; admins see all. Messages waiting to
+be settled after leaving a folder (no folder) are not listed anywhere.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from crm import selectors as crm_selectors
+from crm.models import User
+from mailsync.choices import WellKnownFolder
+from mailsync.models import Mailbox, MailFolder, Message
+
+
+def mailbox_list(*, user: User) -> QuerySet[Mailbox]:
+    if not user.is_authenticated or not user.is_active:
+        return Mailbox.objects.none()
+    if crm_selectors.user_is_admin(user):
+        return Mailbox.objects.all()
+    return Mailbox.objects.filter(Q(owner=user) | Q(team_id__in=crm_selectors.user_team_ids(user)))
+
+
+def mailbox_find(*, user: User, key: str) -> Mailbox | None:
+    """By id or address, among the mailboxes `user` sees."""
+    mailboxes = mailbox_list(user=user)
+    if key.isdigit():
+        return mailboxes.filter(pk=int(key)).first()
+    return mailboxes.filter(address__iexact=key.strip()).first()
+
+
+def folder_find(*, mailbox: Mailbox, key: str) -> MailFolder | None:
+    """By id, Graph id, or well-known name (`inbox`, `sentitems`...)."""
+    folders = mailbox.folders.all()
+    if key.lower() in WellKnownFolder.values:
+        return folders.filter(well_known=key.lower()).first()
+    if key.isdigit():
+        return folders.filter(pk=int(key)).first()
+    return folders.filter(graph_id=key).first()
+
+
+def message_list(*, user: User) -> QuerySet[Message]:
+    return Message.objects.filter(mailbox__in=mailbox_list(user=user), folder__isnull=False)

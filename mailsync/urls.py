@@ -1,0 +1,15 @@
+"""API routes of the mail app, mounted under /api/v1/ by crm/urls.py."""
+
+from django.urls import path
+
+from mailsync.api import AttachmentContentView, MessageDetailView, MessageListView
+
+urlpatterns = [
+    path("mail/messages", MessageListView.as_view(), name="mail-messages"),
+    path("mail/message/<int:pk>", MessageDetailView.as_view(), name="mail-message"),
+    path(
+        "mail/message/<int:pk>/attachments/<int:attachment_pk>",
+        AttachmentContentView.as_view(),
+        name="mail-attachment",
+    ),
+]
