@@ -98,18 +98,25 @@ def _rounds(database: str, since_id: int = 0) -> dict[str, float]:
 
 
 def _fingerprint(database: str) -> tuple[int, str]:
-    """Every stored message's synced content, in a stable order, hashed."""
-    with psycopg.connect(f"{PG}/{database}") as conn:
-        rows = conn.execute(
+    """Every stored message's synced content, in a stable order, hashed.
+
+    Streamed through a server-side cursor: this process must stay small, because a child it
+    starts later inherits its peak memory in `ru_maxrss` (Linux counts the memory at fork).
+    """
+    digest, count = hashlib.sha256(), 0
+    with psycopg.connect(f"{PG}/{database}") as conn, conn.cursor(name="fingerprint") as cursor:
+        cursor.execute(
             "SELECT m.graph_id, f.well_known, m.subject, m.from_address, m.to::text, m.cc::text,"
             " m.body_html, m.internet_message_id, m.in_reply_to, m.references, m.is_read,"
             " m.flag_status, m.categories::text, m.received_at, m.has_attachments,"
             " (SELECT count(*) FROM mailsync_attachment a WHERE a.message_id = m.id)"
             " FROM mailsync_message m LEFT JOIN mailsync_mailfolder f ON f.id = m.folder_id"
             " ORDER BY m.graph_id"
-        ).fetchall()
-    digest = hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()
-    return len(rows), digest
+        )
+        for row in cursor:
+            digest.update(json.dumps(row, default=str).encode())
+            count += 1
+    return count, digest.hexdigest()
 
 
 def _initial(database: str, fault_rate: float, directory: Path) -> tuple[Simulator, dict, dict]:

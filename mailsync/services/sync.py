@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Min, Q
+from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
 from crm.changes import change_seq_allocate_many, item_leave, item_touch
@@ -665,10 +665,11 @@ def _announce(messages: list[Message], mailbox_id: int, role: str) -> None:
 def orphans_settle(*, mailbox: Mailbox) -> int:
     """Delete (with tombstones) the messages that left a folder and did not turn up in any
     synced folder whose round started after they left. Returns how many were deleted."""
-    horizon = mailbox.folders.filter(sync_enabled=True).aggregate(oldest=Min("last_round_at"))[
-        "oldest"
-    ]
-    if horizon is None:
+    rounds = mailbox.folders.filter(sync_enabled=True).aggregate(
+        oldest=Min("last_round_at"), never=Count("pk", filter=Q(last_round_at__isnull=True))
+    )
+    horizon = rounds["oldest"]
+    if horizon is None or rounds["never"]:  # a folder yet to complete a round may claim them
         return 0
     deleted = 0
     while True:

@@ -364,3 +364,21 @@ def test_a_page_that_does_not_parse_is_retried_and_then_recorded_not_half_writte
 
     assert resumed.status == RoundStatus.OK
     assert stored(mailbox).count() == 25
+
+
+def test_nothing_is_deleted_while_a_synced_folder_has_yet_to_complete_a_round(
+    mailbox, remote, graph, settings
+):
+    graph_id = remote.add_message("inbox", **graph_message(1))
+    sync(mailbox)
+    archive = mailbox.folders.get(well_known="archive")
+    services.folder_sync_set(folder=archive, enabled=True)
+    remote.move_message(graph_id, "archive")
+    for _ in range(2):  # the others' rounds now all started after the message left the Inbox
+        services.folder_sync(folder=mailbox.folders.get(well_known="inbox"))
+        services.folder_sync(folder=mailbox.folders.get(well_known="sentitems"))
+
+    assert services.orphans_settle(mailbox=mailbox) == 0  # Archive has not had a round yet
+
+    services.folder_sync(folder=archive)
+    assert Message.objects.get().folder == archive
