@@ -33,6 +33,16 @@ class CasesConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_grant_lead_permissions, sender=self)
+        from mailsync.signals import message_ingested
+
+        message_ingested.connect(_enqueue_intake, dispatch_uid="cases.intake")
+
+
+def _enqueue_intake(*, message_id: int, **kwargs: object) -> None:
+    """The mail app stored a new message (and committed): intake runs in the worker."""
+    from cases.tasks import intake_message
+
+    intake_message.delay(message_id)
 
 
 def _grant_lead_permissions(sender: AppConfig, **kwargs: object) -> None:

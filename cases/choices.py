@@ -102,6 +102,7 @@ class LinkKind(models.TextChoices):
     RELATED = "related", "Related"
     DUPLICATE = "duplicate", "Duplicate of"
     CAUSED_BY = "caused_by", "Caused by"
+    FOLLOW_UP = "follow_up", "Follow-up of"
 
 
 class TimelineKind(models.TextChoices):
@@ -119,3 +120,26 @@ class TimelineKind(models.TextChoices):
     WATCHER_ADDED = "watcher_added", "Watcher added"
     WATCHER_REMOVED = "watcher_removed", "Watcher removed"
     TAGS_CHANGED = "tags_changed", "Tags changed"
+    MESSAGE_RECEIVED = "message_received", "Message received"
+    MESSAGE_SENT = "message_sent", "Message sent"
+    BOUNCE_RECEIVED = "bounce_received", "Bounce received"
+
+
+class MessageDirection(models.TextChoices):
+    INBOUND = "inbound", "From the customer"
+    OUTBOUND = "outbound", "From us"
+
+
+class IntakeOutcome(models.TextChoices):
+    """What intake decided for a message; the row recording it makes intake idempotent."""
+
+    NEW_CASE = "new_case", "Opened a new case"
+    THREADED = "threaded", "Added to its case"
+    REOPENED = "reopened", "Reopened its case"
+    FOLLOW_UP = "follow_up", "Opened a follow-up case"
+    AUTO_REPLY = "auto_reply", "Auto-reply (opens no case)"
+    BOUNCE = "bounce", "Bounce"
+    OWN_ADDRESS = "own_address", "From our own address (opens no case)"
+    RATE_LIMITED = "rate_limited", "Sender over the new-case rate"
+    NOT_THREADED = "not_threaded", "Ours or personal, not part of a case"
+    NO_SENDER = "no_sender", "No sender address"

@@ -12,7 +12,9 @@ from cases.choices import (
     CaseStatus,
     CaseType,
     Channel,
+    IntakeOutcome,
     LinkKind,
+    MessageDirection,
     OrganizationTier,
     PhoneKind,
     Priority,
@@ -156,6 +158,13 @@ class Case(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_cases"
     )
     first_response_at = models.DateTimeField(null=True, blank=True)
+    waiting_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The oldest customer message not yet answered (the next-response clock).",
+    )
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
+    last_outbound_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
@@ -313,3 +322,49 @@ class TimelineEvent(models.Model):
 
     def __str__(self) -> str:
         return self.summary
+
+
+class CaseMessage(models.Model):
+    """A mail message's place in the CRM: the case it belongs to (if any) and what intake
+    decided. One row per message, which is what makes intake idempotent."""
+
+    message = models.OneToOneField(
+        "mailsync.Message", on_delete=models.CASCADE, related_name="case_link"
+    )
+    case = models.ForeignKey(
+        Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    direction = models.CharField(max_length=10, choices=MessageDirection.choices)
+    outcome = models.CharField(max_length=20, choices=IntakeOutcome.choices)
+    sender = models.CharField(max_length=320, blank=True, help_text="Lowercased address.")
+    reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["case", "created_at"], name="casemessage_case_time"),
+            models.Index(
+                fields=["sender", "outcome", "created_at"], name="casemessage_sender_rate"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_outcome_display()}: message {self.message_id}"
+
+
+class CaseMessageId(models.Model):
+    """Message-IDs that belong to a case (every message of it, and what we send), so that
+    `In-Reply-To` and `References` thread a reply in one indexed lookup."""
+
+    message_id = models.CharField(max_length=998)
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="message_ids")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message_id", "case"], name="casemessageid_unique")
+        ]
+        indexes = [models.Index(fields=["message_id"], name="casemessageid_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} → {self.case_id}"

@@ -14,7 +14,16 @@ from __future__ import annotations
 from django.contrib.postgres.search import SearchQuery, SearchRank, TrigramSimilarity
 from django.db.models import F, Q, QuerySet
 
-from cases.models import Case, CaseNote, Customer, CustomerEmail, Organization, Task, TimelineEvent
+from cases.models import (
+    Case,
+    CaseMessage,
+    CaseNote,
+    Customer,
+    CustomerEmail,
+    Organization,
+    Task,
+    TimelineEvent,
+)
 from crm import selectors as crm_selectors
 from crm.db import is_postgresql
 from crm.models import User
@@ -72,6 +81,16 @@ def timeline_for(*, user: User, case: Case) -> QuerySet[TimelineEvent]:
     if not case_list(user=user).filter(pk=case.pk).exists():
         return TimelineEvent.objects.none()
     return case.timeline.select_related("actor")
+
+
+def case_messages(*, case: Case) -> QuerySet[CaseMessage]:
+    """The messages intake joined to a case (its conversation). Whoever may see the case sees
+    them, even without access to the mailbox they came through; callers check the case."""
+    return (
+        CaseMessage.objects.filter(case=case)
+        .select_related("message__mailbox")
+        .prefetch_related("message__attachments")
+    )
 
 
 def note_list(*, user: User) -> QuerySet[CaseNote]:

@@ -257,6 +257,10 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 
+# Email intake (cases): a sender opening more new cases than this in an hour is a flood;
+# further messages are recorded without opening cases.
+INTAKE_MAX_NEW_CASES_PER_SENDER_HOUR = env.int("INTAKE_MAX_NEW_CASES_PER_SENDER_HOUR", default=20)
+
 # --- API: DRF + drf-spectacular ---------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from cases import selectors, services
 from cases.models import (
     CaseLink,
+    CaseMessage,
     CaseNote,
     Tag,
     TimelineEvent,
@@ -18,6 +19,7 @@ from cases.models import (
 from crm.admin import (
     ScopedAdminMixin,
     adopt,
+    is_admin,
 )
 
 # --- tags, links, notes, timeline ---------------------------------------------------------------
@@ -153,3 +155,34 @@ class TimelineEventAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin)
 
     def visible(self, request: HttpRequest) -> QuerySet[TimelineEvent]:
         return TimelineEvent.objects.filter(case__in=selectors.case_list(user=request.user))
+
+
+# --- email intake -------------------------------------------------------------------------------
+
+
+@admin.register(CaseMessage)
+class CaseMessageAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """What intake decided for each message: read-only, the place to see why a message opened
+    no case (auto-reply, bounce, flood) or which case it joined."""
+
+    list_display = ["created_at", "sender", "subject", "outcome", "case", "direction", "reason"]
+    list_filter = ["outcome", "direction"]
+    search_fields = ["sender", "message__subject", "case__number"]
+    list_select_related = ["message", "case"]
+    readonly_fields = ["message", "case", "direction", "outcome", "sender", "reason", "created_at"]
+    show_full_result_count = False
+
+    def visible(self, request: HttpRequest) -> QuerySet[CaseMessage]:
+        if is_admin(request):
+            return CaseMessage.objects.all()
+        return CaseMessage.objects.filter(case__in=selectors.case_list(user=request.user))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: CaseMessage | None = None) -> bool:
+        return False
+
+    @admin.display(description="Subject")
+    def subject(self, link: CaseMessage) -> str:
+        return link.message.subject or "(no subject)"

@@ -23,6 +23,7 @@ from cases.api.serializers import (
     AssignSerializer,
     BulkAssignSerializer,
     BulkStatusSerializer,
+    CaseMessageSerializer,
     CaseSerializer,
     LinkSerializer,
     MergeSerializer,
@@ -241,6 +242,31 @@ class CaseViewSet(viewsets.ModelViewSet):
         case = self.get_object()
         events = selectors.timeline_for(user=request.user, case=case)
         return self._sub_list(events, TimelineEventSerializer, "created_at")
+
+    @extend_schema(responses=CaseMessageSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def messages(self, request: Request, pk: str | None = None) -> Response:
+        """The case's conversation, oldest first: every message intake joined to it."""
+        case = self.get_object()
+        links = selectors.case_messages(case=case)
+        return self._sub_list(links, CaseMessageSerializer, "created_at")
+
+    @extend_schema(request=None, responses={201: TaskSerializer})
+    @action(detail=True, methods=["post"], url_path=r"messages/(?P<message_pk>\d+)/task")
+    def message_task(
+        self, request: Request, pk: str | None = None, message_pk: str = ""
+    ) -> Response:
+        """Turn one of the case's messages into a task on the case."""
+        case = self.get_object()
+        link = selectors.case_messages(case=case).filter(message_id=int(message_pk)).first()
+        if link is None:
+            raise exceptions.NotFound("No such message in this case.")
+        try:
+            task = services.task_from_message(actor=request.user, message=link.message)
+        except ServiceError as exc:
+            raise exceptions.ValidationError({"message": [exc.message]}) from exc
+        data = TaskSerializer(task, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_201_CREATED)
 
     @extend_schema(methods=["GET"], responses=NoteSerializer(many=True))
     @extend_schema(methods=["POST"], request=NoteSerializer, responses=NoteSerializer)

@@ -9,6 +9,7 @@ from cases.choices import CaseStatus, LinkKind, TaskStatus
 from cases.models import (
     Case,
     CaseLink,
+    CaseMessage,
     CaseNote,
     ChecklistItem,
     Customer,
@@ -277,3 +278,39 @@ class BulkAssignSerializer(BulkSerializer):
         queryset=User.objects.filter(is_active=True), allow_null=True, required=False
     )
     team = serializers.PrimaryKeyRelatedField(queryset=Team.objects.all(), required=False)
+
+
+class CaseMessageSerializer(serializers.ModelSerializer):
+    """A message in a case's conversation: the mail itself, and what intake decided."""
+
+    id = serializers.IntegerField(source="message.pk", read_only=True)
+    subject = serializers.CharField(source="message.subject", read_only=True)
+    from_address = serializers.CharField(source="message.from_address", read_only=True)
+    from_name = serializers.CharField(source="message.from_name", read_only=True)
+    to = serializers.SerializerMethodField()
+    cc = serializers.SerializerMethodField()
+    date = serializers.DateTimeField(source="message.received_at", read_only=True)
+    preview = serializers.CharField(source="message.preview", read_only=True)
+    body_html = serializers.CharField(source="message.body_html", read_only=True)
+    body_text = serializers.CharField(source="message.body_text", read_only=True)
+    mailbox = serializers.CharField(source="message.mailbox.address", read_only=True)
+    attachments = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CaseMessage
+        fields = ["id", "direction", "outcome", "mailbox", "subject", "from_address",
+                  "from_name", "to", "cc", "date", "preview", "body_html", "body_text",
+                  "attachments", "created_at"]  # fmt: skip
+
+    def get_to(self, link: CaseMessage) -> list[str]:
+        return [a.get("address", "") for a in link.message.to]
+
+    def get_cc(self, link: CaseMessage) -> list[str]:
+        return [a.get("address", "") for a in link.message.cc]
+
+    def get_attachments(self, link: CaseMessage) -> list[dict]:
+        return [
+            {"id": a.pk, "name": a.name, "size": a.size, "content_type": a.content_type,
+             "is_inline": a.is_inline}
+            for a in link.message.attachments.all()
+        ]  # fmt: skip

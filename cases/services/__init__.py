@@ -31,11 +31,13 @@ from cases.services.customers import (
     organization_create,
     organization_set_domains,
 )
+from cases.services.intake import case_message_received, customer_for_address, message_intake
 from cases.services.tasks import (
     task_assign,
     task_change_status,
     task_create,
     task_delete,
+    task_from_message,
     task_set_checklist,
     task_update,
 )
@@ -49,6 +51,7 @@ __all__ = [
     "case_create",
     "case_delete",
     "case_link",
+    "case_message_received",
     "case_merge",
     "case_remove_watcher",
     "case_set_parent",
@@ -58,6 +61,7 @@ __all__ = [
     "customer_add_email",
     "customer_create",
     "customer_delete",
+    "customer_for_address",
     "customer_remove_email",
     "customer_set_phones",
     "customer_touch",
@@ -68,6 +72,8 @@ __all__ = [
     "task_change_status",
     "task_create",
     "task_delete",
+    "task_from_message",
+    "message_intake",
     "task_set_checklist",
     "task_update",
 ]

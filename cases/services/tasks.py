@@ -10,10 +10,11 @@ from django.utils import timezone
 
 from cases.choices import TASK_TRANSITIONS, TaskStatus, TimelineKind
 from cases.errors import CaseError, InvalidAssignee, InvalidTransition
-from cases.models import Case, ChecklistItem, Task
+from cases.models import Case, CaseMessage, ChecklistItem, Task
 from cases.services.timeline import display, timeline_record
 from crm import changes
 from crm.models import TeamMembership, User
+from mailsync.models import Message
 
 UPDATABLE_FIELDS = (
     "subject",
@@ -240,3 +241,21 @@ def task_delete(*, actor: User | None, task: Task) -> None:
         changes.item_leave(task, task.change_container)
     _record_on_case(task, actor, TimelineKind.TASK_CHANGED, f"Task deleted: {task.subject}")
     task.delete()
+
+
+@transaction.atomic
+def task_from_message(
+    *, actor: User | None, message: Message, assignee: User | None = None
+) -> Task:
+    """Turn a mail message into a task on the message's case (an agent's "make this a task",
+    later a workflow action): the message's subject and text become the task's."""
+    link = CaseMessage.objects.filter(message=message).select_related("case").first()
+    if link is None or link.case is None:
+        raise CaseError("This message is not part of a case.", field="message")
+    return task_create(
+        actor=actor,
+        subject=(message.subject or "(no subject)")[:300],
+        case=link.case,
+        assignee=assignee,
+        description=message.body_text[:20_000],
+    )
