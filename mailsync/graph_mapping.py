@@ -47,7 +47,10 @@ MAX_TEXT = 1_000_000  # a body larger than this is cut; Graph bodies are rarely 
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+    """A string for a text column; NUL characters, which PostgreSQL refuses, are dropped."""
+    if not isinstance(value, str):
+        return ""
+    return value.replace("\x00", "") if "\x00" in value else value
 
 
 def _address(value: Any) -> dict[str, str]:
@@ -74,7 +77,10 @@ def parse_datetime(value: Any) -> datetime | None:
         return None
 
 
-_INVISIBLE = re.compile(r"<(head|style|script)\b.*?</\1\s*>", re.S | re.I)
+_INVISIBLE_OPEN = re.compile(r"<(head|style|script)\b", re.I)
+_INVISIBLE_CLOSE = {
+    name: re.compile(rf"</{name}\s*>", re.I) for name in ("head", "style", "script")
+}
 _BLOCK = re.compile(r"</?(?:p|div|br|li|tr|h[1-6]|blockquote|table|ul|ol)\b[^>]*>", re.I)
 _TAG = re.compile(r"<[^>]*>|<!--.*?-->", re.S)
 _SPACES = re.compile(r"[ \t\r\f\v\xa0]+")
@@ -86,14 +92,42 @@ def html_to_text(markup: str) -> str:
 
     Regular expressions rather than an HTML parser: sync converts every body it stores, and
     this is ten times quicker than `html.parser` while good enough for text (tags dropped,
-    blocks on lines of their own, entities decoded).
+    blocks on lines of their own, entities decoded). Linear in the length of the markup even
+    when it is hostile (mail from anyone reaches the SMTP listener): a pattern that can only
+    end at ">" runs only up to the last ">", and invisible elements are cut out by a scan
+    instead of a lazy `.*?` that rescans to the end for every unclosed `<style`.
     """
-    text = _INVISIBLE.sub(" ", markup)
-    text = _BLOCK.sub("\n", text)
-    text = html.unescape(_TAG.sub("", text))
+    text = _strip_invisible(markup)
+    text = _up_to_last_gt(_BLOCK, "\n", text)
+    text = html.unescape(_up_to_last_gt(_TAG, "", text))
     text = _SPACES.sub(" ", text)
     text = _BLANK_LINES.sub("\n\n", text)
     return "\n".join(line.strip() for line in text.split("\n")).strip()
+
+
+def _up_to_last_gt(pattern: re.Pattern[str], replacement: str, text: str) -> str:
+    """`pattern.sub` for a pattern whose matches end with ">": nothing after the last ">" can
+    match, and without this cut every "<" there would be tried to the end of the text."""
+    end = text.rfind(">") + 1
+    return pattern.sub(replacement, text[:end]) + text[end:]
+
+
+def _strip_invisible(markup: str) -> str:
+    """`<head>`, `<style>` and `<script>` elements replaced by a space (an unclosed one stays)."""
+    pieces: list[str] = []
+    position = 0
+    unclosed: set[str] = set()  # names with no closing tag after some point: none further on
+    while (opening := _INVISIBLE_OPEN.search(markup, position)) is not None:
+        name = opening.group(1).lower()
+        closing = None if name in unclosed else _INVISIBLE_CLOSE[name].search(markup, opening.end())
+        if closing is None:
+            unclosed.add(name)
+            pieces.append(markup[position : opening.end()])
+        else:
+            pieces.append(markup[position : opening.start()] + " ")
+        position = opening.end() if closing is None else closing.end()
+    pieces.append(markup[position:])
+    return "".join(pieces)
 
 
 def _body(value: Any) -> dict[str, str]:

@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from cases import intake_rules
@@ -266,28 +268,28 @@ def case_message_received(
     """
     at = _message_time(message)
     record = _record(message, case, direction, outcome, message.from_address.lower(), "")
-    clocks = ["first_response_at", "waiting_since", "last_inbound_at", "last_outbound_at"]
-    locked = Case.objects.select_for_update().only(*clocks).get(pk=case.pk)
-    for name in clocks:
-        setattr(case, name, getattr(locked, name))
     if message.internet_message_id:
-        CaseMessageId.objects.get_or_create(message_id=message.internet_message_id, case=case)
-    fields = ["updated_at"]
+        CaseMessageId.objects.bulk_create(
+            [CaseMessageId(message_id=message.internet_message_id, case=case)],
+            ignore_conflicts=True,
+        )
+    moment = Value(at)
     if direction == MessageDirection.INBOUND:
-        case.last_inbound_at = max(filter(None, [case.last_inbound_at, at]))
-        case.waiting_since = case.waiting_since or at
-        fields += ["last_inbound_at", "waiting_since"]
+        clocks = {
+            "last_inbound_at": Coalesce(Greatest("last_inbound_at", moment), moment),
+            "waiting_since": Coalesce("waiting_since", moment),
+        }
         kind, summary = TimelineKind.MESSAGE_RECEIVED, f"Email from {message.from_address}"
     else:
-        case.last_outbound_at = max(filter(None, [case.last_outbound_at, at]))
-        case.first_response_at = case.first_response_at or at
-        case.waiting_since = None
-        fields += ["last_outbound_at", "first_response_at", "waiting_since"]
+        clocks = {
+            "last_outbound_at": Coalesce(Greatest("last_outbound_at", moment), moment),
+            "first_response_at": Coalesce("first_response_at", moment),
+            "waiting_since": None,
+        }
         kind, summary = TimelineKind.MESSAGE_SENT, f"Email sent from {message.mailbox.address}"
-    Case.objects.filter(pk=case.pk).update(
-        **{name: getattr(case, name) for name in fields if name != "updated_at"},
-        updated_at=timezone.now(),
-    )
+    # One UPDATE computes the clocks from the row as it is (it takes the row's lock), so
+    # concurrent intakes of one case cannot lose each other's times.
+    Case.objects.filter(pk=case.pk).update(**clocks, updated_at=timezone.now())
     timeline_record(
         case=case, kind=kind, actor=None,
         summary=f"{summary}: {message.subject or '(no subject)'}",

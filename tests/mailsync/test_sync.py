@@ -310,6 +310,7 @@ def test_odd_messages_are_stored_not_fatal(mailbox, remote):
     )
     odd = {"internetMessageHeaders": [], "sender": None, "receivedDateTime": "x", "flag": "odd"}
     remote.add_message("inbox", **graph_message(3, **odd))
+    remote.add_message("inbox", **graph_message(4, subject="NUL\x00 inside", bodyPreview="\x00"))
 
     sync(mailbox)
 
@@ -321,6 +322,7 @@ def test_odd_messages_are_stored_not_fatal(mailbox, remote):
     assert by_n["conv-2"].body_html == ""
     assert by_n["conv-3"].received_at is not None
     assert by_n["conv-3"].flag_status == "notFlagged"
+    assert by_n["conv-4"].subject == "NUL inside"  # PostgreSQL refuses NUL in text
 
 
 def test_page_queries_do_not_grow_with_the_page(mailbox, remote, settings):
