@@ -46,6 +46,9 @@ format: $(VENV)/.dev-installed
 ## bench: benchmarks against PostgreSQL and Redis; figures go to docs/benchmarks.md
 bench: $(VENV)/.dev-installed
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@# smtp-source (bench/smtp_intake.py) comes with Postfix; no MTA is left running.
+	@test -x /usr/sbin/smtp-source || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq postfix && (postfix stop 2>/dev/null || true))
 	python bench/run.py
 
 ## bench-data: build the million-case benchmark database once (reused by later runs)

@@ -13,9 +13,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import api_list, cases_api, mail_sync  # noqa: E402
+from bench import api_list, cases_api, intake, mail_sync, smtp_intake  # noqa: E402
 
-BENCHMARKS = {"api_list": api_list.run, "cases_api": cases_api.run, "mail_sync": mail_sync.run}
+BENCHMARKS = {
+    "api_list": api_list.run,
+    "cases_api": cases_api.run,
+    "mail_sync": mail_sync.run,
+    "intake": intake.run,
+    "smtp_intake": smtp_intake.run,
+}
 
 
 def main() -> None:

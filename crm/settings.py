@@ -234,6 +234,17 @@ GRAPH_BREAKER_COOLDOWN_SECONDS = env.float("GRAPH_BREAKER_COOLDOWN_SECONDS", def
 MAIL_DELTA_PAGE_SIZE = env.int("MAIL_DELTA_PAGE_SIZE", default=100)
 MAIL_SYNC_LEASE_SECONDS = env.int("MAIL_SYNC_LEASE_SECONDS", default=600)
 MAIL_SYNC_INTERVAL_SECONDS = env.int("MAIL_SYNC_INTERVAL_SECONDS", default=300)
+# SMTP listener (mailsync.smtp): the largest message (aiosmtpd answers 552 beyond; 60 MiB
+# leaves room for a 50 MB attachment in base64), recipients per message (452 beyond),
+# STARTTLS when a certificate and key are given, SMTP AUTH for agents (only after STARTTLS
+# unless SMTP_AUTH_REQUIRE_TLS=false), and the name in the banner (default: the host's).
+SMTP_MAX_MESSAGE_BYTES = env.int("SMTP_MAX_MESSAGE_BYTES", default=62_914_560)
+SMTP_MAX_RECIPIENTS = env.int("SMTP_MAX_RECIPIENTS", default=1000)
+SMTP_TLS_CERT = env.str("SMTP_TLS_CERT", default="")
+SMTP_TLS_KEY = env.str("SMTP_TLS_KEY", default="")
+SMTP_AUTH_ENABLED = env.bool("SMTP_AUTH_ENABLED", default=False)
+SMTP_AUTH_REQUIRE_TLS = env.bool("SMTP_AUTH_REQUIRE_TLS", default=True)
+SMTP_HOSTNAME = env.str("SMTP_HOSTNAME", default="")
 MICROSOFT_ENABLED = bool(MS_CLIENT_ID and MS_CLIENT_SECRET and MS_TENANT_ID)
 SOCIALACCOUNT_PROVIDERS = {"microsoft": {"APPS": []}}
 if MICROSOFT_ENABLED:

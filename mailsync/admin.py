@@ -12,7 +12,7 @@ from django.utils.html import format_html
 
 from crm.admin import ScopedAdminMixin, adopt, is_admin
 from mailsync import selectors, services
-from mailsync.models import Mailbox, MailFolder, Message, SyncRound
+from mailsync.models import InboundMessage, Mailbox, MailFolder, Message, SyncRound
 
 
 class MailboxAddForm(forms.ModelForm):
@@ -175,3 +175,39 @@ class SyncRoundAdmin(ScopedAdminMixin, admin.ModelAdmin):
         if sync_round.finished_at is None:
             return "running"
         return f"{(sync_round.finished_at - sync_round.started_at).total_seconds():.1f} s"
+
+
+@admin.register(InboundMessage)
+class InboundMessageAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """The SMTP listener's spool: what arrived, for whom, and whether it was delivered. Only
+    admins see it (it holds mail for every local mailbox); failed messages can be delivered
+    again."""
+
+    list_display = ["received_at", "mail_from", "recipients", "size", "status", "attempts",
+                    "peer"]  # fmt: skip
+    list_filter = ["status"]
+    search_fields = ["mail_from", "peer"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    exclude = ["raw"]
+    readonly_fields = [f.name for f in InboundMessage._meta.concrete_fields if f.name != "raw"]
+    actions = ["deliver_again"]
+
+    def visible(self, request: HttpRequest) -> QuerySet[InboundMessage]:
+        queryset = InboundMessage.objects.defer("raw")
+        return queryset if is_admin(request) else queryset.none()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Recipients")
+    def recipients(self, inbound: InboundMessage) -> str:
+        return ", ".join(inbound.rcpt_tos[:3]) + (" …" if len(inbound.rcpt_tos) > 3 else "")
+
+    @admin.action(description="Deliver the selected failed messages again")
+    def deliver_again(self, request: HttpRequest, queryset: QuerySet[InboundMessage]) -> None:
+        queued = sum(services.inbound_redeliver(inbound=inbound) for inbound in queryset)
+        self.message_user(request, f"{queued} message(s) queued for delivery.", messages.SUCCESS)

@@ -41,6 +41,14 @@ class RoundKind(models.TextChoices):
     FULL = "full", "Full resync"
 
 
+class InboundStatus(models.TextChoices):
+    """Where a message the SMTP listener accepted stands in the durable spool."""
+
+    PENDING = "pending", "Pending delivery"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
 class RoundStatus(models.TextChoices):
     RUNNING = "running", "Running"
     OK = "ok", "Completed"

@@ -12,12 +12,14 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from crm.changes import ChangeTracked
 from crm.models import ChangeContainer, Team
 from mailsync.choices import (
     FlagStatus,
     Importance,
+    InboundStatus,
     MailboxKind,
     RoundKind,
     RoundStatus,
@@ -117,6 +119,56 @@ class MailFolder(ChangeTracked):
         return f"{self.mailbox.address}/{self.display_name}"
 
 
+class InboundMessage(models.Model):
+    """A message the SMTP listener accepted: the raw bytes and the envelope, written before `250`
+    is answered (the durable spool), then delivered into local mailboxes by a worker.
+
+    Delivery is idempotent (the row is locked and skipped once delivered), so a lost task or a
+    crashed worker only delays a message: beat re-enqueues pending rows. The row stays after
+    delivery as the raw MIME of the messages made from it (`Message.inbound`).
+    """
+
+    raw = models.BinaryField(help_text="The message as received, with our Received: line.")
+    size = models.PositiveBigIntegerField(default=0)
+    mail_from = models.CharField(
+        max_length=998, blank=True, help_text="The envelope sender; empty for bounces (<>)."
+    )
+    rcpt_tos = models.JSONField(default=list, help_text="The accepted envelope recipients.")
+    peer = models.CharField(max_length=100, blank=True)
+    helo = models.CharField(max_length=255, blank=True)
+    authenticated_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The agent who submitted it through SMTP AUTH, if any.",
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(
+        max_length=10, choices=InboundStatus.choices, default=InboundStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    problem = models.TextField(blank=True)
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sweeper last queued it again."
+    )
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                condition=Q(status=InboundStatus.PENDING),
+                name="mailsync_inbound_pending_idx",
+            ),
+            models.Index(fields=["-received_at"], name="mailsync_inbound_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"inbound {self.pk} from <{self.mail_from}> ({self.status})"
+
+
 class Message(ChangeTracked):
     """One message, stored once per mailbox however often it moves (immutable Graph id).
 
@@ -165,6 +217,21 @@ class Message(ChangeTracked):
     )
     categories = models.JSONField(default=list, blank=True)
     has_attachments = models.BooleanField(default=False)
+    # Local mailboxes: the spooled message this row was delivered from (its raw MIME), and
+    # whether it is the sender's Sent Items copy of an authenticated submission.
+    inbound = models.ForeignKey(
+        InboundMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    sent_copy = models.BooleanField(default=False)
+    parse_problems = models.JSONField(
+        default=list, blank=True, help_text="What was malformed in the MIME and kept raw."
+    )
+    is_bounce = models.BooleanField(
+        default=False, help_text="A delivery status notification (multipart/report)."
+    )
+    bounce_of_message_id = models.CharField(
+        max_length=998, blank=True, help_text="The Message-ID of the message that bounced."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -189,6 +256,12 @@ class Message(ChangeTracked):
                 condition=~Q(graph_id=""),
                 name="mailsync_message_graph_id_unique",
             ),
+            # Delivery is idempotent: one row per mailbox (and copy) for each spooled message.
+            models.UniqueConstraint(
+                fields=["mailbox", "inbound", "sent_copy"],
+                condition=Q(inbound__isnull=False),
+                name="mailsync_message_inbound_unique",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -196,7 +269,8 @@ class Message(ChangeTracked):
 
 
 class Attachment(models.Model):
-    """An attachment's metadata, synced with its message; the bytes come on first use."""
+    """An attachment's metadata. Graph's bytes come on first use; a local message's are saved
+    when it is delivered (inline parts, referenced from the HTML by Content-ID, included)."""
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
     graph_id = models.CharField(max_length=512, blank=True)

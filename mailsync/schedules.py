@@ -14,5 +14,12 @@ def default_schedules() -> list[ScheduleSpec]:
             task="mailsync.tasks.sync_all_mailboxes",
             every_seconds=settings.MAIL_SYNC_INTERVAL_SECONDS,
             description="A Graph delta round for every enabled Microsoft 365 mailbox.",
-        )
+        ),
+        ScheduleSpec(
+            name="mailsync: requeue spooled mail",
+            task="mailsync.tasks.requeue_inbound",
+            every_seconds=60,
+            description="Queues again the mail the SMTP listener accepted and no worker has "
+            "delivered for a minute (a lost task or a crashed worker).",
+        ),
     ]

@@ -7,10 +7,11 @@ be settled after leaving a folder (no folder) are not listed anywhere.
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Lower
 
 from crm import selectors as crm_selectors
 from crm.models import User
-from mailsync.choices import WellKnownFolder
+from mailsync.choices import MailboxKind, WellKnownFolder
 from mailsync.models import Mailbox, MailFolder, Message
 
 
@@ -42,3 +43,32 @@ def folder_find(*, mailbox: Mailbox, key: str) -> MailFolder | None:
 
 def message_list(*, user: User) -> QuerySet[Message]:
     return Message.objects.filter(mailbox__in=mailbox_list(user=user), folder__isnull=False)
+
+
+def local_mailboxes_for(*, addresses: list[str]) -> QuerySet[Mailbox]:
+    """The CRM-hosted mailboxes among these addresses (compared case-insensitively)."""
+    wanted = {address.strip().lower() for address in addresses if address}
+    return (
+        Mailbox.objects.filter(kind=MailboxKind.LOCAL)
+        .alias(address_ci=Lower("address"))
+        .filter(address_ci__in=wanted)
+    )
+
+
+def local_addresses() -> list[str]:
+    """Every address the SMTP listener accepts mail for, lowercased."""
+    return [
+        address.lower()
+        for address in Mailbox.objects.filter(kind=MailboxKind.LOCAL).values_list(
+            "address", flat=True
+        )
+    ]
+
+
+def local_sender_mailbox(*, user: User, address: str) -> Mailbox | None:
+    """The local mailbox `user` may send as: one they see (their own or a team's)."""
+    return (
+        mailbox_list(user=user)
+        .filter(kind=MailboxKind.LOCAL, address__iexact=address.strip())
+        .first()
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from mailsync import services
 from mailsync.choices import MailboxKind
@@ -40,3 +41,32 @@ def sync_mailbox(mailbox_id: int) -> None:
         return
     for line in result.skipped:
         logger.info("mail sync: %s", line)
+
+
+@shared_task(
+    name="mailsync.tasks.deliver_inbound",
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def deliver_inbound(inbound_id: int) -> None:
+    """Deliver one message the SMTP listener accepted. Idempotent: a message delivered
+    already, or being delivered by another worker, is skipped. A database that is away is
+    retried here; any other failure is recorded on the spooled row, which beat's sweep queues
+    again until it has failed too often (then an admin sees it as failed)."""
+    try:
+        services.inbound_deliver(inbound_id=inbound_id)
+    except Exception as exc:
+        services.inbound_delivery_failed(
+            inbound_id=inbound_id, problem=f"{type(exc).__name__}: {exc}"
+        )
+        raise
+
+
+@shared_task(name="mailsync.tasks.requeue_inbound", ignore_result=True)
+def requeue_inbound() -> None:
+    """Beat's safety net for the spool: pending messages older than a minute are queued again
+    (a task lost with a killed worker or a broker outage loses no mail)."""
+    services.inbound_requeue_stale()
