@@ -64,8 +64,8 @@ def _decide(message: Message) -> CaseMessage:
     outbound = _is_outbound(message, mailbox)
     direction = MessageDirection.OUTBOUND if outbound else MessageDirection.INBOUND
     kind = intake_rules.classify(headers=message.headers, subject=message.subject, sender=sender)
-    if kind.kind == "bounce":
-        return _bounce(message, sender, kind.reason)
+    if kind.kind == "bounce" or message.is_bounce:
+        return _bounce(message, sender, kind.reason or "delivery status notification")
     case = _thread(message)
     if outbound or mailbox.team_id is None:
         # Our own mail (Sent Items, our addresses) and agents' personal mail join a case they
@@ -239,6 +239,8 @@ def _bounce(message: Message, sender: str, reason: str) -> CaseMessage:
     ids = intake_rules.bounced_message_ids(
         in_reply_to=message.in_reply_to, references=message.references, body=message.body_text
     )
+    if message.bounce_of_message_id:  # the SMTP listener read it from the report's parts
+        ids.insert(0, message.bounce_of_message_id)
     link = CaseMessageId.objects.filter(message_id__in=ids).select_related("case").first()
     case = _follow_merges(link.case) if link else None
     record = _record(message, case, MessageDirection.INBOUND, IntakeOutcome.BOUNCE, sender, reason)

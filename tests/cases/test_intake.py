@@ -348,3 +348,17 @@ def test_intake_messages_command_decides_what_is_pending(mailbox):
     assert (
         CaseMessage.objects.get(message=reply).case == CaseMessage.objects.get(message=first).case
     )
+
+
+def test_a_bounce_the_listener_recognised_finds_its_case_by_the_reported_message_id(mailbox):
+    case = intake(deliver(mailbox)).case
+    sent = deliver(mailbox, folder="sentitems", subject=f"RE: [{case.number}]", sender=SUPPORT)
+    intake(sent)
+    bounce = deliver(mailbox, subject="Delivery failure", sender="")
+    Message.objects.filter(pk=bounce.pk).update(
+        is_bounce=True, bounce_of_message_id=sent.internet_message_id
+    )
+
+    link = intake(bounce)
+
+    assert (link.outcome, link.case) == (IntakeOutcome.BOUNCE, case)
