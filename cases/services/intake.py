@@ -24,10 +24,10 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from cases import intake_rules
+from cases import intake_rules, selectors
 from cases.choices import CaseStatus, IntakeOutcome, LinkKind, MessageDirection, TimelineKind
-from cases.errors import ReopenWindowPassed
-from cases.models import Case, CaseLink, CaseMessage, CaseMessageId, Customer, CustomerEmail
+from cases.errors import DuplicateEmail, ReopenWindowPassed
+from cases.models import Case, CaseLink, CaseMessage, CaseMessageId, Customer
 from cases.services.cases import case_change_status, case_create, validate_transition
 from cases.services.customers import customer_create
 from cases.services.timeline import timeline_record
@@ -61,7 +61,7 @@ def message_intake(*, message_id: int) -> CaseMessage | None:
 def _decide(message: Message) -> CaseMessage:
     mailbox = message.mailbox
     sender = message.from_address.lower()
-    outbound = _is_outbound(message, mailbox)
+    outbound = _is_outbound(message)
     direction = MessageDirection.OUTBOUND if outbound else MessageDirection.INBOUND
     kind = intake_rules.classify(headers=message.headers, subject=message.subject, sender=sender)
     if kind.kind == "bounce" or message.is_bounce:
@@ -92,7 +92,7 @@ def _decide(message: Message) -> CaseMessage:
     )
 
 
-def _is_outbound(message: Message, mailbox: Mailbox) -> bool:
+def _is_outbound(message: Message) -> bool:
     if message.folder.well_known in (WellKnownFolder.SENT, WellKnownFolder.DRAFTS):
         return True
     return _is_own_address(message.from_address)
@@ -103,10 +103,9 @@ def _is_own_address(address: str) -> bool:
     address = address.strip().lower()
     if not address:
         return False
-    return (
-        Mailbox.objects.filter(address__iexact=address).exists()
-        or Team.objects.filter(email__iexact=address).exists()
-    )
+    mailboxes = Mailbox.objects.filter(address__iexact=address).values("pk")
+    teams = Team.objects.filter(email__iexact=address).values("pk")
+    return mailboxes.union(teams).exists()  # one query on intake's hot path
 
 
 # --- threading ----------------------------------------------------------------------------
@@ -210,14 +209,14 @@ def customer_for_address(*, address: str, name: str = "") -> Customer:
     Two intakes may meet a new sender at once: the loser of the unique address finds the
     winner's customer.
     """
-    found = CustomerEmail.objects.filter(email__iexact=address).select_related("customer").first()
+    found = selectors.customer_by_email(address)
     if found is not None:
-        return found.customer
+        return found
     try:
         with transaction.atomic():
             return customer_create(name=name, emails=[address])
-    except IntegrityError:
-        return CustomerEmail.objects.select_related("customer").get(email__iexact=address).customer
+    except (IntegrityError, DuplicateEmail):
+        return selectors.customer_by_email(address)
 
 
 def _over_rate(sender: str) -> bool:

@@ -202,6 +202,7 @@ def _apply_folders(
 ) -> dict[str, int]:
     """Precondition: the caller holds `select_for_update` on the mailbox."""
     existing = {f.graph_id: f for f in mailbox.folders.exclude(graph_id="")}
+    taken_roles = set(mailbox.folders.exclude(well_known="").values_list("well_known", flat=True))
     added = updated = removed = 0
     listed = set()
     for item in items:
@@ -218,13 +219,12 @@ def _apply_folders(
             added += 1
         else:
             updated += 1
-        _folder_fill(folder, item, roles.get(graph_id, ""))
+        _folder_fill(folder, item, roles.get(graph_id, ""), taken_roles)
         item_touch(folder, mailbox.container)
         folder.save()
-    by_graph_id = {f.graph_id: f for f in existing.values()}
     for item in items:
-        folder = by_graph_id.get(item.get("id"))
-        parent = by_graph_id.get(item.get("parentFolderId") or "")
+        folder = existing.get(item.get("id"))
+        parent = existing.get(item.get("parentFolderId") or "")
         if folder is not None and folder.pk and folder.parent_id != (parent.pk if parent else None):
             MailFolder.objects.filter(pk=folder.pk).update(parent=parent)
     if full:
@@ -234,15 +234,17 @@ def _apply_folders(
     return {"added": added, "updated": updated, "removed": removed}
 
 
-def _folder_fill(folder: MailFolder, item: dict[str, Any], role: str) -> None:
+def _folder_fill(
+    folder: MailFolder, item: dict[str, Any], role: str, taken_roles: set[str]
+) -> None:
+    """Name and role; a role goes to one folder only (`taken_roles` is updated)."""
     if isinstance(item.get("displayName"), str):
         folder.display_name = item["displayName"][:255]
-    if role and not folder.well_known:
-        clash = MailFolder.objects.filter(mailbox=folder.mailbox, well_known=role)
-        if not clash.exclude(pk=folder.pk).exists():
-            folder.well_known = role
-            if folder.pk is None:
-                folder.sync_enabled = role in DEFAULT_SYNCED_FOLDERS
+    if role and not folder.well_known and role not in taken_roles:
+        taken_roles.add(role)
+        folder.well_known = role
+        if folder.pk is None:
+            folder.sync_enabled = role in DEFAULT_SYNCED_FOLDERS
 
 
 def _folder_remove(mailbox: Mailbox, folder: MailFolder | None) -> int:
