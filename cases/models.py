@@ -368,3 +368,25 @@ class CaseMessageId(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} → {self.case_id}"
+
+
+class SavedView(models.Model):
+    """A queue an agent saved: a name and the query string of the queue page's filters.
+
+    The built-in views (mine, unassigned, my teams, awaiting customer, all) live in code
+    (`cases.web.queues.BUILT_IN_VIEWS`); these are each agent's own.
+    """
+
+    owner = models.ForeignKey(USER, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=2000, blank=True, help_text="The queue's query string.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="savedview_owner_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -25,7 +25,7 @@ from cases.models import (
     TimelineEvent,
 )
 from crm import selectors as crm_selectors
-from crm.db import is_postgresql
+from crm.db import equals_ignoring_case, is_postgresql
 from crm.models import User
 
 
@@ -48,7 +48,7 @@ def case_manageable(*, user: User) -> QuerySet[Case]:
 
 def case_get_by_number(*, user: User, number: str) -> Case | None:
     """The case with that number; a merged case's number resolves to the case it went into."""
-    case = case_list(user=user).filter(number__iexact=number.strip()).first()
+    case = case_list(user=user).filter(number=number.strip().upper()).first()
     while case is not None and case.merged_into_id is not None:
         case = case_list(user=user).filter(pk=case.merged_into_id).first()
     return case
@@ -112,7 +112,7 @@ def organization_list(*, user: User) -> QuerySet[Organization]:
 def customer_by_email(address: str) -> Customer | None:
     """The one customer behind a sender address (addresses are unique, case-insensitively)."""
     row = (
-        CustomerEmail.objects.filter(email__iexact=address.strip())
+        CustomerEmail.objects.filter(equals_ignoring_case("email", address))
         .select_related("customer__organization")
         .first()
     )
@@ -160,7 +160,7 @@ def case_search(*, user: User, query: str) -> QuerySet[Case]:
         cases.filter(
             Q(search_vector=words)
             | _fuzzy(query, "title")
-            | Q(number__iexact=query.strip())
+            | Q(number=query.strip().upper())
             | Q(customer_id__in=customer_ids)
         )
         .annotate(
@@ -199,7 +199,7 @@ def task_search(*, user: User, query: str) -> QuerySet[Task]:
         tasks.filter(
             Q(search_vector=words)
             | _fuzzy(query, "subject")
-            | Q(case__number__iexact=query.strip())
+            | Q(case__number=query.strip().upper())
         )
         .annotate(
             rank=SearchRank(F("search_vector"), words),

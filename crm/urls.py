@@ -16,6 +16,7 @@ router.register("agents", AgentViewSet, basename="agent")
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("", include("cases.web.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include(router.urls)),

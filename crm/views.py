@@ -1,10 +1,10 @@
-"""Kernel pages. The agent workspace itself arrives with the web UI issues."""
+"""Kernel pages: the site's front door leads to the agent workspace (cases.web)."""
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "crm/home.html")
+    return redirect("web:queue")

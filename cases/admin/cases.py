@@ -520,7 +520,7 @@ class CaseAdmin(ScopedAdminMixin, admin.ModelAdmin):
         if not number:
             self.message_user(request, "Give the number of the case to merge into.", messages.ERROR)
             return
-        target = self.visible(request).filter(number__iexact=number).first()
+        target = self.visible(request).filter(number=number.upper()).first()
         if target is None:
             self.message_user(request, f"There is no case {number}.", messages.ERROR)
             return

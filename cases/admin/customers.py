@@ -23,6 +23,7 @@ from crm.admin import (
     ServiceInlineFormSet,
     adopt,
 )
+from crm.db import equals_ignoring_case
 from crm.models import User
 
 # --- customers and organizations ----------------------------------------------------------------
@@ -39,7 +40,7 @@ class CustomerEmailForm(forms.ModelForm):
         except CaseError as exc:
             raise forms.ValidationError(exc.message) from exc
         owner = (
-            CustomerEmail.objects.filter(email__iexact=address)
+            CustomerEmail.objects.filter(equals_ignoring_case("email", address))
             .exclude(customer_id=self.instance.customer_id)
             .select_related("customer")
             .first()

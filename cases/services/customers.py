@@ -12,6 +12,7 @@ from django.db import transaction
 from cases.errors import CaseError, DuplicateEmail
 from cases.models import Customer, CustomerEmail, CustomerPhone, Organization, OrganizationDomain
 from crm import changes
+from crm.db import equals_ignoring_case
 
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 UPDATABLE_FIELDS = ("name", "organization", "is_vip", "notes")
@@ -27,7 +28,11 @@ def normalize_address(address: str) -> str:
 
 
 def _ensure_unused(address: str, *, customer: Customer | None = None) -> None:
-    owner = CustomerEmail.objects.filter(email__iexact=address).select_related("customer").first()
+    owner = (
+        CustomerEmail.objects.filter(equals_ignoring_case("email", address))
+        .select_related("customer")
+        .first()
+    )
     if owner is not None and owner.customer_id != (customer.pk if customer else None):
         raise DuplicateEmail(f"{address} already belongs to {owner.customer}.", field="emails")
 
@@ -121,7 +126,7 @@ def customer_add_email(*, customer: Customer, email: str, primary: bool = False)
 
 @transaction.atomic
 def customer_remove_email(*, customer: Customer, email: str) -> None:
-    customer.emails.filter(email__iexact=email.strip()).delete()
+    customer.emails.filter(equals_ignoring_case("email", email)).delete()
     remaining = customer.emails.order_by("pk")
     if remaining.exists() and not remaining.filter(is_primary=True).exists():
         remaining.filter(pk=remaining.first().pk).update(is_primary=True)

@@ -38,6 +38,9 @@ from mailsync.models import Mailbox, Message
 logger = logging.getLogger(__name__)
 
 MAX_TITLE = 300
+# Intake reads neither the HTML body nor the recipient lists (a message may have 500); they
+# would only be transferred and decoded.
+UNUSED_MESSAGE_FIELDS = ("body_html", "to", "cc", "bcc", "reply_to", "preview", "parse_problems")
 
 
 def message_intake(*, message_id: int) -> CaseMessage | None:
@@ -46,7 +49,8 @@ def message_intake(*, message_id: int) -> CaseMessage | None:
     with transaction.atomic():
         message = (
             Message.objects.select_for_update(of=("self",))
-            .select_related("mailbox", "folder")
+            .select_related("mailbox__team", "folder")
+            .defer(*UNUSED_MESSAGE_FIELDS)
             .filter(pk=message_id)
             .first()
         )
@@ -117,8 +121,8 @@ def _thread(message: Message) -> Case | None:
 
 
 def _by_case_number(subject: str) -> Case | None:
-    for number in intake_rules.case_numbers(subject):
-        case = Case.objects.filter(number__iexact=number).first()
+    for number in intake_rules.case_numbers(subject):  # normalised: the unique index serves it
+        case = Case.objects.filter(number=number).first()
         if case is not None:
             return case
     return None
@@ -128,15 +132,10 @@ def _by_message_ids(message: Message) -> Case | None:
     ids = intake_rules.thread_ids(in_reply_to=message.in_reply_to, references=message.references)
     if not ids:
         return None
-    found = dict(
-        CaseMessageId.objects.filter(message_id__in=ids)
-        .order_by("created_at")
-        .values_list("message_id", "case_id")
-    )
-    for message_id in ids:  # the nearest ancestor wins
-        if message_id in found:
-            return Case.objects.filter(pk=found[message_id]).first()
-    return None
+    rows = CaseMessageId.objects.filter(message_id__in=ids).select_related("case")
+    found = {row.message_id: row.case for row in rows.order_by("created_at")}  # newest wins
+    # the nearest ancestor wins
+    return next((found[message_id] for message_id in ids if message_id in found), None)
 
 
 def _by_conversation(message: Message) -> Case | None:
@@ -212,9 +211,8 @@ def customer_for_address(*, address: str, name: str = "") -> Customer:
     found = selectors.customer_by_email(address)
     if found is not None:
         return found
-    try:
-        with transaction.atomic():
-            return customer_create(name=name, emails=[address])
+    try:  # customer_create is atomic: its savepoint undoes the loser's half
+        return customer_create(name=name, emails=[address])
     except (IntegrityError, DuplicateEmail):
         return selectors.customer_by_email(address)
 

@@ -19,8 +19,8 @@ def test_agent_signs_in_and_out_in_chromium(page, asgi_server):
     page.get_by_label("Password").fill(DEFAULT_PASSWORD)
     page.get_by_role("button", name="Sign In").click()
 
-    page.wait_for_url(f"{asgi_server}/")
-    assert page.get_by_role("heading", level=1).inner_text().startswith("Welcome")
+    page.wait_for_url(f"{asgi_server}/cases/**")
+    assert page.get_by_role("heading", level=1).inner_text().startswith("Cases")
     assert agent.email in page.content()
     assert page.console_errors == []
 
@@ -46,7 +46,7 @@ def test_api_docs_render_under_the_content_security_policy(page, asgi_server):
     page.get_by_label("Email").fill(agent.email)
     page.get_by_label("Password").fill(DEFAULT_PASSWORD)
     page.get_by_role("button", name="Sign In").click()
-    page.wait_for_url(f"{asgi_server}/")
+    page.wait_for_url(f"{asgi_server}/cases/**")
 
     page.goto(f"{asgi_server}/api/docs/")
 

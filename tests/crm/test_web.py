@@ -25,8 +25,8 @@ def test_agent_signs_in_with_email_and_password(client):
 
     assert response.status_code == 302
     assert response["Location"] == "/"
-    home = client.get("/")
-    assert home.status_code == 200
+    home = client.get("/", follow=True)
+    assert home.redirect_chain == [("/cases/", 302)]
     assert agent.email in home.content.decode()
 
 

@@ -1,0 +1,12 @@
+"""URLs of the agent web UI (namespace `web`); each module lists its own patterns."""
+
+from cases.web import directory, profile, queues, workspace
+
+app_name = "web"
+
+urlpatterns = [
+    *queues.urlpatterns,
+    *workspace.urlpatterns,
+    *directory.urlpatterns,
+    *profile.urlpatterns,
+]
