@@ -7,7 +7,7 @@ ENV_FILE := $(or $(CRM_ENV_FILE),.env)
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run serve test lint format bench bench-data system-deps clean
+.PHONY: run serve test lint format bench bench-data screenshots system-deps clean
 
 $(VENV)/.base-installed: requirements/base.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench: $(VENV)/.dev-installed
 ## bench-data: build the million-case benchmark database once (reused by later runs)
 bench-data: $(VENV)/.dev-installed
 	python -c "from bench.cases_api import build_data; build_data()"
+
+## screenshots: PNGs of the agent UI from the demo data, into docs/screenshots (PostgreSQL, Redis)
+screenshots: $(VENV)/.dev-installed system-deps
+	python bench/screenshots.py
 
 ## system-deps: Debian packages the test suite needs (a real browser for the UI tests)
 system-deps:

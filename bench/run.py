@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import api_list, cases_api, intake, mail_sync, smtp_intake  # noqa: E402
+from bench import api_list, cases_api, intake, mail_sync, smtp_intake, web_pages  # noqa: E402
 
 BENCHMARKS = {
     "api_list": api_list.run,
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "mail_sync": mail_sync.run,
     "intake": intake.run,
     "smtp_intake": smtp_intake.run,
+    "web_pages": web_pages.run,
 }
 
 

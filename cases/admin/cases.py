@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
@@ -17,13 +16,13 @@ from django.utils.html import format_html
 
 from cases import selectors, services
 from cases.admin.common import (
-    CSV_COLUMNS,
     ServiceErrorsFormMixin,
     parse_tags,
     refuse_if_own_ancestor,
 )
 from cases.choices import CaseStatus
 from cases.errors import CaseError
+from cases.exports import case_csv_lines, case_export_queryset, streaming_csv
 from cases.models import (
     Case,
     CaseNote,
@@ -191,40 +190,6 @@ class TimelineInline(ReadOnlyInlineMixin, admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TimelineEvent]:
         return super().get_queryset(request).select_related("actor")
-
-
-def case_csv_rows(cases: QuerySet[Case]) -> Iterator[str]:
-    """CSV lines, produced while the response streams."""
-
-    class Echo:
-        def write(self, value: str) -> str:
-            return value
-
-    writer = csv.writer(Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    for case in cases.iterator(chunk_size=500):
-        yield writer.writerow(
-            [
-                safe_cell(value)
-                for value in (
-                    case.number,
-                    case.title,
-                    case.status,
-                    case.priority,
-                    case.type,
-                    case.team.name,
-                    case.assignee.email if case.assignee else "",
-                    case.customer.name if case.customer else "",
-                    case.created_at.isoformat(),
-                    case.updated_at.isoformat(),
-                )
-            ]
-        )
-
-
-def safe_cell(value: str) -> str:
-    """Spreadsheets run a cell that starts like a formula; customers write the titles."""
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 @admin.register(Case)
@@ -538,9 +503,5 @@ class CaseAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Export selected cases as CSV", permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Case]) -> StreamingHttpResponse:
-        cases = queryset.select_related("team", "assignee", "customer").order_by("pk")
-        return StreamingHttpResponse(
-            case_csv_rows(cases),
-            content_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="cases.csv"'},
-        )
+        cases = case_export_queryset(queryset.order_by("pk"))
+        return streaming_csv(request, case_csv_lines(cases), filename="cases.csv")

@@ -9,19 +9,6 @@ from cases.models import (
     Case,
 )
 
-CSV_COLUMNS = [
-    "number",
-    "title",
-    "status",
-    "priority",
-    "type",
-    "team",
-    "assignee",
-    "customer",
-    "created_at",
-    "updated_at",
-]
-
 
 class ServiceErrorsFormMixin:
     """Turns a service's typed error into a form error on the field it names."""

@@ -37,6 +37,7 @@ from cases.analytics import (
     TrendBucket,
     TrendGrouping,
 )
+from cases.exports import spreadsheet_cell
 from crm import selectors as crm_selectors
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -434,24 +435,11 @@ def _filename(params: dict[str, Any]) -> str:
     )
 
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> Any:
-    """Text a spreadsheet would run as a formula (an agent named `=HYPERLINK(...)`) is
-    prefixed with an apostrophe; numbers and dates go out as they are."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return f"'{value}"
-    return value
-
-
 def csv_response(rows: list[dict[str, Any]], *, columns: list[str], filename: str) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row[column]) for column in columns])
+        writer.writerow([spreadsheet_cell(row[column]) for column in columns])
     return response

@@ -32,6 +32,7 @@ from cases.services.customers import (
     organization_set_domains,
 )
 from cases.services.intake import case_message_received, customer_for_address, message_intake
+from cases.services.saved_views import saved_view_delete, saved_view_save
 from cases.services.tasks import (
     task_assign,
     task_change_status,
@@ -68,6 +69,8 @@ __all__ = [
     "customer_update",
     "organization_create",
     "organization_set_domains",
+    "saved_view_delete",
+    "saved_view_save",
     "task_assign",
     "task_change_status",
     "task_create",
