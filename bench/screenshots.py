@@ -85,6 +85,7 @@ def main() -> None:
     _fresh_database()
     env = bench_env(DATABASE)
     manage(env, "migrate", "--noinput", "--verbosity=0")
+    manage(env, "collectstatic", "--noinput", "--verbosity=0")  # manifest storage
     manage(env, "seed_demo")
     manage(env, "connect_mailbox", "help@example.com", "--team", "Support", "--local")
     setup = SETUP.replace("json.loads(MAILS)", f"json.loads({json.dumps(json.dumps(MAILS))})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
+from django.db.models import F
 from django.db.models.functions import Lower
 
 from cases.choices import (
@@ -25,6 +26,17 @@ from cases.choices import (
 from crm.changes import ChangeTracked
 
 USER = settings.AUTH_USER_MODEL
+
+# Priorities as numbers, most urgent highest: text does not sort by urgency. The queue sorts
+# by this very expression, so that the `case_priority` index serves it.
+PRIORITY_RANK = models.Case(
+    *(
+        models.When(priority=value, then=models.Value(rank))
+        for rank, value in enumerate(Priority.values)
+    ),
+    default=models.Value(0),
+    output_field=models.IntegerField(),
+)
 
 
 class WithoutSearchVector(models.Manager):
@@ -85,6 +97,10 @@ class Customer(ChangeTracked):
 
     class Meta(ChangeTracked.Meta):
         ordering = ["name", "pk"]
+        indexes = [
+            *ChangeTracked.Meta.indexes,
+            models.Index(fields=["name", "id"], name="customer_name"),  # the customer list
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -189,6 +205,10 @@ class Case(models.Model):
             models.Index(fields=["team", "status", "-updated_at"], name="case_team_status_upd"),
             models.Index(fields=["assignee", "status", "-updated_at"], name="case_assignee_status"),
             models.Index(fields=["-updated_at", "-id"], name="case_updated"),
+            # The queue's "by priority" order, read in index order like the one above.
+            models.Index(
+                PRIORITY_RANK.desc(), F("updated_at").desc(), F("id").desc(), name="case_priority"
+            ),
             # Analytics: periods select on these, and open cases are counted from a small
             # partial index instead of the whole table.
             models.Index(fields=["resolved_at"], name="case_resolved_at"),
@@ -282,6 +302,7 @@ class Task(ChangeTracked):
         indexes = [
             *ChangeTracked.Meta.indexes,
             models.Index(fields=["assignee", "status", "due_at"], name="task_assignee_status_due"),
+            models.Index(fields=["due_at", "id"], name="task_due"),  # the task list
         ]
 
     def __str__(self) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from crm.models import AgentProfile
 
 
 class SyncMiddlewareChain:
@@ -30,3 +34,38 @@ class SyncMiddlewareChain:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
+
+
+class AgentTimezoneMiddleware:
+    """Show times in the signed-in agent's own time zone (their profile) on every page.
+
+    Pages format datetimes in Django's current time zone, so one activation here puts every
+    page in the agent's zone. Machine interfaces (the API, ActiveSync) keep UTC: their clients
+    convert, and a response should not change with whoever holds the session.
+    """
+
+    MACHINE_PREFIXES = ("/api/", "/microsoft-server-activesync", "/autodiscover")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        zone = (
+            None if request.path.lower().startswith(self.MACHINE_PREFIXES) else _agent_zone(request)
+        )
+        if zone is None:
+            return self.get_response(request)
+        with timezone.override(zone):
+            return self.get_response(request)
+
+
+def _agent_zone(request: HttpRequest) -> zoneinfo.ZoneInfo | None:
+    """The agent's zone; None for visitors, agents without a profile, or a zone gone bad."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    try:
+        name = user.profile.timezone  # cached on the user for the permission checks too
+        return zoneinfo.ZoneInfo(name) if name and name != "UTC" else None
+    except (AgentProfile.DoesNotExist, zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None

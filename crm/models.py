@@ -133,6 +133,13 @@ class AgentProfile(models.Model):
     capacity = models.PositiveIntegerField(
         default=20, help_text="Open cases round-robin may give this agent at most."
     )
+    # What the agent wants to be emailed about (their profile page); senders check these.
+    notify_assigned = models.BooleanField("a case is assigned to me", default=True)
+    notify_mentioned = models.BooleanField("someone mentions me in a note", default=True)
+    notify_customer_reply = models.BooleanField("a customer replies on my case", default=True)
+    notify_sla_risk = models.BooleanField(
+        "one of my cases is at risk of missing its SLA", default=True
+    )
 
     def __str__(self) -> str:
         return f"{self.user} ({self.get_role_display()})"

@@ -8,12 +8,14 @@ import socket
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from crm.choices import Role
+from crm.errors import ServiceError
 from crm.models import AgentProfile, ApiToken, Heartbeat, Team, TeamMembership, User
 from crm.schedules import ScheduleSpec
 
@@ -119,6 +121,42 @@ def team_membership_remove(*, team: Team, user: User) -> None:
 def agent_set_paused(*, agent: User, paused: bool) -> AgentProfile:
     """A lead pauses or resumes an agent for round-robin."""
     profile, _ = AgentProfile.objects.update_or_create(user=agent, defaults={"paused": paused})
+    return profile
+
+
+PROFILE_FIELDS_AGENTS_SET = (
+    "signature",
+    "timezone",
+    "availability",
+    "notify_assigned",
+    "notify_mentioned",
+    "notify_customer_reply",
+    "notify_sla_risk",
+)
+
+
+@transaction.atomic
+def agent_profile_update(*, profile: AgentProfile, **changes: object) -> AgentProfile:
+    """Change what an agent may set on their own profile (their profile page).
+
+    Role, pause and capacity are a lead's or an admin's to set, so they are refused here. An
+    agent created without a profile gets one on their first save.
+    """
+    unknown = set(changes) - set(PROFILE_FIELDS_AGENTS_SET)
+    if unknown:
+        raise ServiceError(f"Cannot change {', '.join(sorted(unknown))} here.")
+    for field, value in changes.items():
+        setattr(profile, field, value)
+    try:
+        profile.full_clean(exclude=["user"])
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        raise ServiceError(" ".join(messages), field=field) from exc
+    if profile.pk is None:
+        profile.save()
+    elif changes:
+        # Only these columns: a lead may be pausing the agent at this very moment.
+        profile.save(update_fields=list(changes))
     return profile
 
 

@@ -16,8 +16,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Case as SqlCase
-from django.db.models import IntegerField, QuerySet, Value, When
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
@@ -30,16 +29,16 @@ from cases.choices import CaseStatus, CaseType, Channel, Priority
 from cases.errors import CaseError
 from cases.exports import case_csv_lines, case_export_queryset, streaming_csv
 from cases.filters import CaseFilter
-from cases.models import Case, SavedView
-from cases.web.keyset import BadCursor, keyset_page
+from cases.models import PRIORITY_RANK, Case, SavedView
+from cases.web.keyset import Key, Keyset, paginate
 from crm import selectors as crm_selectors
 from crm.db import is_postgresql
 from crm.errors import ServiceError
 from crm.models import User
 
-PAGE_SIZE = 50
 COUNT_CAP = 1000
 MAX_BULK = 500
+RELEVANCE_WINDOW = 1000
 
 
 @dataclass(frozen=True)
@@ -58,22 +57,45 @@ BUILT_IN_VIEWS = [
 ]
 DEFAULT_VIEW = "mine"
 
+
+def _newest_first(name: str) -> Keyset:
+    return Keyset(f"cases-{name}", (Key("updated_at", descending=True), Key("pk", descending=True)))
+
+
 SORTS = {
-    "updated": ("Recently updated", [("updated_at", True), ("pk", True)]),
-    "oldest": ("Least recently updated", [("updated_at", False), ("pk", False)]),
-    "priority": ("Priority", [("priority_rank", True), ("updated_at", True), ("pk", True)]),
-    "created": ("Newest", [("created_at", True), ("pk", True)]),
+    "updated": ("Recently updated", _newest_first("updated")),
+    "oldest": (
+        "Least recently updated",
+        Keyset("cases-oldest", (Key("updated_at"), Key("pk"))),
+    ),
+    "priority": (
+        "Priority",
+        Keyset(
+            "cases-priority",
+            (
+                Key("priority_rank", descending=True),
+                Key("updated_at", descending=True),
+                Key("pk", descending=True),
+            ),
+        ),
+    ),
+    "created": (
+        "Newest",
+        Keyset("cases-created", (Key("created_at", descending=True), Key("pk", descending=True))),
+    ),
     "relevance": (
-        "Best match",
-        [("rank", True), ("similarity", True), ("updated_at", True), ("pk", True)],
+        "Best match (recent 1,000)",
+        Keyset(
+            "cases-relevance",
+            (
+                Key("rank", descending=True),
+                Key("similarity", descending=True),
+                Key("updated_at", descending=True),
+                Key("pk", descending=True),
+            ),
+        ),
     ),
 }
-PRIORITY_RANK = SqlCase(
-    *(When(priority=value, then=Value(rank)) for rank, value in enumerate(Priority.values)),
-    default=Value(0),
-    output_field=IntegerField(),
-)
-
 
 # --- reading the query string -------------------------------------------------------------
 
@@ -118,9 +140,7 @@ def _sort_key(params: QueryDict, searching: bool) -> str:
     wanted = params.get("sort", "")
     if wanted == "relevance" and not (searching and is_postgresql()):
         wanted = ""
-    if wanted in SORTS:
-        return wanted
-    return "relevance" if searching and is_postgresql() else "updated"
+    return wanted if wanted in SORTS else "updated"
 
 
 def queue_queryset(*, user: User, params: QueryDict) -> tuple[QuerySet[Case], CaseFilter, str]:
@@ -157,6 +177,12 @@ def _rows_queryset(cases: QuerySet[Case], sort: str) -> QuerySet[Case]:
     )
     if sort == "priority":
         cases = cases.annotate(priority_rank=PRIORITY_RANK)
+    if sort == "relevance":
+        # Ranking every match of a broad word across a million cases takes seconds; the
+        # best matches among the most recent RELEVANCE_WINDOW are found through the update
+        # index and ranked in milliseconds.
+        recent = cases.order_by("-updated_at", "-pk").values("pk")[:RELEVANCE_WINDOW]
+        cases = cases.filter(pk__in=recent)
     return cases
 
 
@@ -169,21 +195,12 @@ def queue(request: HttpRequest) -> HttpResponse:
     params = request.GET
     cases, filterset, query = queue_queryset(user=request.user, params=params)
     sort = _sort_key(params, bool(query))
-    try:
-        page = keyset_page(
-            _rows_queryset(cases, sort),
-            keys=SORTS[sort][1],
-            cursor=params.get("cursor"),
-            size=PAGE_SIZE,
-        )
-    except BadCursor as exc:
-        messages.error(request, exc.args[0])
-        page = keyset_page(
-            _rows_queryset(cases, sort), keys=SORTS[sort][1], cursor=None, size=PAGE_SIZE
-        )
+    pager = paginate(request, SORTS[sort][1], _rows_queryset(cases, sort))
+    if pager.error:
+        messages.error(request, pager.error)
     context = {
         "area": "queues",
-        "page": page,
+        "pager": pager,
         "filterset": filterset,
         "search_query": query,
         "search_terms": _terms(query),
@@ -193,15 +210,14 @@ def queue(request: HttpRequest) -> HttpResponse:
         "views": BUILT_IN_VIEWS,
         "saved_views": SavedView.objects.filter(owner=request.user),
         "current_query": _query_string(params, drop={"cursor"}),
-        "page_links": _page_links(params, page),
         "choices": _choices(request.user),
         "title": _title(params, query),
     }
-    template = (
-        "cases/queue/results.html"
-        if request.htmx and not request.htmx.boosted
-        else "cases/queue/page.html"
-    )
+    # htmx asks for the results only; the head, the saved-view form and the title follow
+    # out of band, so the count and the export link match the new filters.
+    partial = bool(request.htmx) and not request.htmx.boosted
+    context["oob"] = partial
+    template = "cases/queue/results.html" if partial else "cases/queue/page.html"
     return render(request, template, context)
 
 
@@ -223,19 +239,6 @@ def _query_string(params: QueryDict, *, drop: set[str] = frozenset(), **extra: s
     pairs = [(key, value) for key, values in params.lists() if key not in drop for value in values]
     pairs += [(key, value) for key, value in extra.items() if value]
     return urlencode(pairs)
-
-
-def _page_links(params: QueryDict, page) -> dict[str, str]:
-    links = {}
-    if page.next_cursor:
-        links["next"] = "?" + _query_string(params, drop={"cursor"}, cursor=page.next_cursor)
-    if page.previous_cursor:
-        links["previous"] = "?" + _query_string(
-            params, drop={"cursor"}, cursor=page.previous_cursor
-        )
-    if params.get("cursor"):
-        links["first"] = "?" + _query_string(params, drop={"cursor"})
-    return links
 
 
 def _choices(user: User) -> dict[str, object]:
@@ -273,6 +276,19 @@ def result_count(request: HttpRequest) -> HttpResponse:
     )
 
 
+def queue_neighbours(*, user: User, query_string: str, case: Case) -> tuple[str, str]:
+    """Numbers of the cases before and after `case` in the queue `query_string` names ("" at
+    either end), for the workspace's previous/next links."""
+    params = QueryDict(query_string)
+    cases, _, query = queue_queryset(user=user, params=params)
+    sort = _sort_key(params, bool(query))
+    rows = _rows_queryset(cases, sort).prefetch_related(None).select_related(None)
+    before, after = SORTS[sort][1].neighbours(
+        rows.only("pk", "number", "updated_at", "created_at"), case.pk
+    )
+    return (before.number if before else "", after.number if after else "")
+
+
 # --- export --------------------------------------------------------------------------------
 
 
@@ -282,9 +298,8 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     """Every case of the queue as shown (all pages), streamed."""
     cases, _, query = queue_queryset(user=request.user, params=request.GET)
     sort = _sort_key(request.GET, bool(query))
-    cases = _rows_queryset(cases, sort).order_by(
-        *[f"-{name}" if descending else name for name, descending in SORTS[sort][1]]
-    )
+    keys = SORTS[sort][1].keys
+    cases = _rows_queryset(cases, sort).order_by(*(key.order(reverse=False) for key in keys))
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     lines = case_csv_lines(case_export_queryset(cases))
     return streaming_csv(request, lines, filename=f"cases-{stamp}.csv")

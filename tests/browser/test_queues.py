@@ -51,6 +51,8 @@ def test_an_agent_filters_searches_and_bulk_assigns_a_queue(page, asgi_server):
     page.wait_for_url(re.compile(r"priority=urgent"))
     page.wait_for_function("document.querySelectorAll('table.cases tbody tr').length === 1")
     assert case_numbers(page) == [urgent.number]
+    assert "priority=urgent" in page.get_by_role("link", name="Export CSV").get_attribute("href")
+    expect(page.locator("#queue-head")).to_contain_text("1 case")
 
     # search from the top bar: matches are marked
     page.keyboard.press("Escape")

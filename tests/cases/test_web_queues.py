@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 
@@ -11,6 +12,7 @@ from django.test import Client
 
 from cases.choices import CaseStatus
 from cases.models import Case, SavedView
+from cases.web import queues
 from tests.cases.factories import CaseFactory, CustomerFactory, TeamFactory, make_agent
 
 pytestmark = pytest.mark.django_db
@@ -21,6 +23,11 @@ def web(agent) -> Client:
     client = Client()
     client.force_login(agent)
     return client
+
+
+def small_pages(monkeypatch, size: int) -> None:
+    label, keyset = queues.SORTS["updated"]
+    monkeypatch.setitem(queues.SORTS, "updated", (label, dataclasses.replace(keyset, size=size)))
 
 
 def numbers(response) -> list[str]:
@@ -95,6 +102,14 @@ def test_search_finds_by_words_and_marks_them(web, team):
     assert "<mark>kettle</mark>" in response.content.decode()
 
 
+def test_search_sorts_by_update_or_by_best_match(web, team):
+    exact = CaseFactory(team=team, title="Printer jam on floor three")
+    loose = CaseFactory(team=team, title="Printer", description="A jam somewhere")
+
+    assert numbers(web.get("/cases/?q=printer+jam")) == [loose.number, exact.number]
+    assert numbers(web.get("/cases/?q=printer+jam&sort=relevance")) == [exact.number, loose.number]
+
+
 def test_search_by_customer_email_and_case_number(web, team):
     customer = CustomerFactory(name="Ada Lovelace", emails=["ada@engine.example"])
     hit = CaseFactory(team=team, customer=customer, title="Engine question")
@@ -117,7 +132,7 @@ def test_highlighting_escapes_what_customers_wrote(web, team):
 
 
 def test_keyset_pages_walk_forward_and_back_without_gaps(web, team, monkeypatch):
-    monkeypatch.setattr("cases.web.queues.PAGE_SIZE", 3)
+    small_pages(monkeypatch, 3)
     created = [CaseFactory(team=team, title=f"Case {i}") for i in range(8)]
     expected = [case.number for case in sorted(created, key=lambda c: (c.updated_at, c.pk))][::-1]
 
@@ -141,7 +156,7 @@ def test_a_forged_cursor_is_refused_politely(web, team):
     response = web.get("/cases/?view=all&cursor=forged")
 
     assert response.status_code == 200
-    assert "That page link is not valid" in response.content.decode()
+    assert "This page link is not valid any more" in response.content.decode()
     assert len(numbers(response)) == 1
 
 
@@ -272,7 +287,7 @@ def test_saving_a_view_without_a_name_says_so(web):
 
 
 def test_csv_export_streams_every_case_of_the_queue_safely(web, team, monkeypatch):
-    monkeypatch.setattr("cases.web.queues.PAGE_SIZE", 2)
+    small_pages(monkeypatch, 2)
     customer = CustomerFactory(name="=HYPERLINK(evil)", emails=["c@x.example"])
     for i in range(5):
         CaseFactory(team=team, title=f"Export {i}", customer=customer, tags=["a", "b"])
@@ -288,3 +303,42 @@ def test_csv_export_streams_every_case_of_the_queue_safely(web, team, monkeypatc
     assert rows[1][header.index("customer_email")] == "c@x.example"
     assert rows[1][header.index("tags")] == "a b"
     assert all("hidden" not in row[1] for row in rows)
+
+
+def test_htmx_gets_the_results_with_the_head_out_of_band(web, team):
+    CaseFactory(team=team, priority="urgent")
+
+    body = web.get(
+        "/cases/?view=all&priority=urgent", headers={"HX-Request": "true"}
+    ).content.decode()
+
+    assert "<html" not in body
+    assert 'id="queue-head" hx-swap-oob="true"' in body
+    assert "export.csv?view=all&amp;priority=urgent" in body
+    assert 'id="saved-query" hx-swap-oob="true"' in body
+
+
+def test_the_workspace_links_the_cases_either_side_in_the_queue(web, team):
+    older, middle, newer = (CaseFactory(team=team, title=f"Case {i}") for i in range(3))
+    queue = web.get("/cases/?view=all").content.decode()
+    link = re.search(rf'href="(/cases/{middle.number}/\?from=[^"]+)"', queue).group(1)
+
+    page = web.get(link.replace("&amp;", "&")).content.decode()
+
+    assert re.search(rf'href="/cases/{newer.number}/\?from=[^"]*" rel="prev"', page)
+    assert re.search(rf'href="/cases/{older.number}/\?from=[^"]*" rel="next"', page)
+    first = web.get(f"/cases/{newer.number}/?from=view%3Dall").content.decode()
+    assert 'rel="prev"' not in first
+    assert f"/cases/{middle.number}/" in first
+
+
+def test_pages_show_times_in_the_agents_zone_and_the_api_keeps_utc(web, agent, team):
+    CaseFactory(team=team, assignee=agent)
+    agent.profile.timezone = "Asia/Tokyo"
+    agent.profile.save()
+
+    page = web.get("/cases/").content.decode()
+    api = web.get("/api/v1/cases").json()
+
+    assert re.search(r'<time datetime="[0-9T:.-]+\+09:00"', page)
+    assert api["results"][0]["updated_at"].endswith("Z")

@@ -44,6 +44,9 @@ def test_public_signup_is_closed(client):
     response = client.get("/accounts/signup/")
 
     assert "Sign Up Closed" in response.content.decode()
+    sign_in = client.get("/accounts/login/").content.decode()
+    assert "sign up" not in sign_in.lower()
+    assert 'href="/accounts/password/reset/"' in sign_in
 
 
 def test_an_agent_can_set_up_totp(client):
