@@ -8,7 +8,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from crm.models import AgentProfile
+from crm.selectors import agent_timezone
 
 
 class SyncMiddlewareChain:
@@ -60,12 +60,7 @@ class AgentTimezoneMiddleware:
 
 
 def _agent_zone(request: HttpRequest) -> zoneinfo.ZoneInfo | None:
-    """The agent's zone; None for visitors, agents without a profile, or a zone gone bad."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return None
-    try:
-        name = user.profile.timezone  # cached on the user for the permission checks too
-        return zoneinfo.ZoneInfo(name) if name and name != "UTC" else None
-    except (AgentProfile.DoesNotExist, zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return None
+    return agent_timezone(user)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zoneinfo
+
 from django.db import models
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -71,3 +73,12 @@ def api_token_get_active(*, digest: str) -> ApiToken | None:
 
 def heartbeat_get(*, name: str) -> Heartbeat | None:
     return Heartbeat.objects.filter(name=name).first()
+
+
+def agent_timezone(user: User) -> zoneinfo.ZoneInfo:
+    """The agent's own time zone (their profile): pages show times in it and read typed times
+    in it. UTC for users without a profile, or with a zone this system does not know."""
+    try:
+        return zoneinfo.ZoneInfo(user.profile.timezone or "UTC")
+    except (AgentProfile.DoesNotExist, zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")

@@ -50,7 +50,8 @@ from cases.models import Case, Customer, CustomerEmail, Organization, Organizati
 from cases.web.keyset import Key, Keyset, first_page_url, paginate
 from crm import selectors as crm_selectors
 from crm.errors import ServiceError
-from crm.models import AgentProfile, User
+from crm.models import User
+from crm.selectors import agent_timezone
 
 PAGE_SIZE = 50
 DETAIL_PAGE_SIZE = 25
@@ -59,18 +60,6 @@ DONE_TASK_STATUSES = (TaskStatus.RESOLVED, TaskStatus.CLOSED)
 
 
 # --- shared -------------------------------------------------------------------------------
-
-
-def agent_timezone(user: User) -> zoneinfo.ZoneInfo:
-    """The agent's own time zone (their profile), in which due dates are shown and entered."""
-    try:
-        name = user.profile.timezone
-    except AgentProfile.DoesNotExist:
-        return zoneinfo.ZoneInfo("UTC")
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo("UTC")
 
 
 def open_case_counts(user: User, *, field: str, ids: Iterable[int]) -> dict[int, int]:

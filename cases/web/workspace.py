@@ -31,7 +31,6 @@ from __future__ import annotations
 import mimetypes
 import re
 import unicodedata
-import zoneinfo
 from collections.abc import Callable
 from datetime import datetime
 
@@ -51,8 +50,7 @@ from django.http import (
     HttpResponseBase,
     QueryDict,
 )
-from django.shortcuts import redirect
-from django.template.loader import render_to_string
+from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -73,7 +71,8 @@ from cases.web.mail_render import message_document, message_view
 from cases.web.queues import queue_neighbours
 from crm import selectors as crm_selectors
 from crm.errors import ServiceError
-from crm.models import AgentProfile, Team, TeamMembership, User
+from crm.models import Team, TeamMembership, User
+from crm.selectors import agent_timezone
 from mailsync.models import Attachment, Message
 from mailsync.services.attachments import attachment_content_ensure
 
@@ -118,25 +117,11 @@ def refusal_text(error: ServiceError | ValidationError) -> str:
 # --- helpers shared by the views ---------------------------------------------------------------
 
 
-def agent_timezone(user: User) -> zoneinfo.ZoneInfo:
-    """The agent's time zone from their profile; UTC when they have none (or it is unknown)."""
-    try:
-        name = user.profile.timezone
-    except AgentProfile.DoesNotExist:
-        return zoneinfo.ZoneInfo("UTC")
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo("UTC")
-
-
 def _render(
     request: HttpRequest, template: str, context: dict, *, status: int = 200
 ) -> HttpResponse:
-    """Render with times in the agent's own time zone."""
-    with timezone.override(agent_timezone(request.user)):
-        content = render_to_string(template, context, request=request)
-    return HttpResponse(content, status=status)
+    """Render a page or partial (times are in the agent's zone: crm.middleware)."""
+    return render(request, template, context, status=status)
 
 
 def _case_queryset(user: User) -> QuerySet[Case]:

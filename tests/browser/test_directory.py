@@ -11,8 +11,8 @@ from playwright.sync_api import expect
 from cases.choices import TaskStatus
 from cases.models import Customer, Task
 from crm.models import AgentProfile
+from tests.browser.helpers import sign_in
 from tests.cases.factories import (
-    DEFAULT_PASSWORD,
     CaseFactory,
     CustomerFactory,
     OrganizationFactory,
@@ -22,14 +22,6 @@ from tests.cases.factories import (
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def sign_in(page, base: str, email: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
-    page.wait_for_url(f"{base}/cases/**")
 
 
 @pytest.fixture

@@ -10,18 +10,10 @@ import pytest
 from playwright.sync_api import expect
 
 from cases.models import Case
+from tests.browser.helpers import sign_in
 from tests.cases.factories import CaseFactory, CustomerFactory, TeamFactory, make_agent
-from tests.crm.factories import DEFAULT_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def sign_in(page, server: str, email: str) -> None:
-    page.goto(f"{server}/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
-    page.wait_for_url(f"{server}/cases/**")
 
 
 def case_numbers(page) -> list[str]:

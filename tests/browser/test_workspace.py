@@ -22,8 +22,8 @@ from cases.choices import MessageDirection
 from cases.models import Case
 from mailsync.models import Attachment, Mailbox, Message
 from mailsync.services import mailbox_connect
+from tests.browser.helpers import sign_in
 from tests.cases.factories import (
-    DEFAULT_PASSWORD,
     CaseFactory,
     CustomerFactory,
     TeamFactory,
@@ -35,14 +35,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PIXEL = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
-
-
-def sign_in(page, base: str, agent) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Email").fill(agent.email)
-    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
-    page.wait_for_url(f"{base}/cases/**")
 
 
 def deliver(case: Case, *, html: str = "", text: str = "", inline: dict | None = None) -> Message:
@@ -85,7 +77,7 @@ def test_an_agent_works_a_case_in_place(page, asgi_server):
         actor=None, case=case, subject="Check the VAT rate", checklist=["Find invoice", "Fix rate"]
     )
     deliver(case, text="Our March invoice charges 21%.\n\nOn Mon, Anna wrote:\n> earlier mail")
-    sign_in(page, asgi_server, agent)
+    sign_in(page, asgi_server, agent.email)
 
     page.goto(f"{asgi_server}/cases/{case.number}/")
     expect(page.locator("#field-title")).to_have_value("Invoice shows the wrong VAT")
@@ -135,7 +127,7 @@ def test_a_refused_transition_is_shown_next_to_the_field(page, asgi_server):
     services.case_change_status(actor=None, case=case, status="closed")
     case.closed_at = timezone.now() - timedelta(days=60)
     case.save(update_fields=["closed_at"])
-    sign_in(page, asgi_server, agent)
+    sign_in(page, asgi_server, agent.email)
 
     page.goto(f"{asgi_server}/cases/{case.number}/")
     page.locator("#field-status").select_option("in_progress")
@@ -232,7 +224,7 @@ def test_hostile_mail_runs_nothing_and_loads_nothing_until_images_are_asked_for(
     )  # fmt: skip
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    sign_in(page, asgi_server, agent)
+    sign_in(page, asgi_server, agent.email)
 
     page.goto(f"{asgi_server}/cases/{case.number}/")
     title = page.title()

@@ -17,13 +17,6 @@ from tests.crm.factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def web(agent) -> Client:
-    client = Client()
-    client.force_login(agent)
-    return client
-
-
 def valid_profile(**overrides) -> dict[str, str]:
     return {
         "signature": "Dana\nSupport team",

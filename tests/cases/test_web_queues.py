@@ -18,13 +18,6 @@ from tests.cases.factories import CaseFactory, CustomerFactory, TeamFactory, mak
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def web(agent) -> Client:
-    client = Client()
-    client.force_login(agent)
-    return client
-
-
 def small_pages(monkeypatch, size: int) -> None:
     label, keyset = queues.SORTS["updated"]
     monkeypatch.setitem(queues.SORTS, "updated", (label, dataclasses.replace(keyset, size=size)))
