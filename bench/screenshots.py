@@ -55,7 +55,8 @@ for sender, subject, html in mails:
     inbound = inbound_receive(raw=bytes(mail), mail_from=sender, rcpt_tos=["help@example.com"])
     inbound_deliver(inbound_id=inbound.pk)
 client = Client()
-agent = User.objects.get(email="admin@example.com")
+from django.db.models import Count
+agent = User.objects.annotate(n=Count("assigned_tasks")).order_by("-n", "pk").first()
 client.force_login(agent)
 name = settings.SESSION_COOKIE_NAME
 print(json.dumps({"cookie": client.cookies[name].value, "name": name}))
@@ -108,7 +109,7 @@ def main() -> None:
             )
             page = context.new_page()
             shots = {
-                "queue": "/cases/?view=all",
+                "queue": "/cases/?view=team",
                 "search": "/cases/?q=invoice",
                 "workspace": f"/cases/{number}/",
                 "customers": "/customers/",
@@ -120,8 +121,8 @@ def main() -> None:
                 page.wait_for_load_state("networkidle")
                 page.screenshot(path=str(OUT / f"{name}.png"), full_page=False)
                 print(f"docs/screenshots/{name}.png")
-            page.goto(base + "/cases/?view=all")
-            page.locator("body").click()
+            page.goto(base + "/cases/?view=team")
+            page.locator("h1").click()
             page.keyboard.press("?")
             page.screenshot(path=str(OUT / "shortcuts.png"))
             print("docs/screenshots/shortcuts.png")

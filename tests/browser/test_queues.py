@@ -58,6 +58,7 @@ def test_an_agent_filters_searches_and_bulk_assigns_a_queue(page, asgi_server):
 
     # bulk: tick with the keyboard (j, x), assign to me
     page.goto(f"{asgi_server}/cases/?view=unassigned")
+    expect(page.get_by_role("button", name="Assign", exact=True)).to_be_hidden()
     page.locator("h1").click()
     page.keyboard.press("j")
     page.keyboard.press("x")
