@@ -13,7 +13,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import api_list, cases_api, intake, mail_sync, smtp_intake, web_pages  # noqa: E402
+from bench import (  # noqa: E402
+    api_list,
+    cases_api,
+    intake,
+    mail_sync,
+    smtp_intake,
+    web_pages,
+    webhooks,
+)
 
 BENCHMARKS = {
     "api_list": api_list.run,
@@ -22,6 +30,7 @@ BENCHMARKS = {
     "intake": intake.run,
     "smtp_intake": smtp_intake.run,
     "web_pages": web_pages.run,
+    "webhooks": webhooks.run,
 }
 
 

@@ -27,9 +27,11 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from crm import selectors, services
 from crm.choices import Role
 from crm.errors import ServiceError
+from crm.graph import subscriptions
 from crm.models import (
     AgentProfile,
     ApiToken,
+    GraphSubscription,
     Heartbeat,
     Team,
     TeamMembership,
@@ -661,3 +663,59 @@ class HeartbeatAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(GraphSubscription)
+class GraphSubscriptionAdmin(admin.ModelAdmin):
+    """Graph change-notification subscriptions: what is watched, until when, and whether it
+    works. The actions call Graph through the same services as beat's jobs."""
+
+    list_display = [
+        "resource",
+        "kind",
+        "target_id",
+        "state",
+        "expires_at",
+        "last_notification_at",
+        "last_renewed_at",
+        "failures",
+    ]
+    list_filter = ["state", "kind"]
+    search_fields = ["resource", "graph_id"]
+    readonly_fields = [field.name for field in GraphSubscription._meta.fields]
+    actions = ["renew", "recreate", "delete_in_graph"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Renew the selected subscriptions", permissions=["view"])
+    def renew(self, request: HttpRequest, queryset: QuerySet[GraphSubscription]) -> None:
+        self._report(request, queryset, subscriptions.subscription_renew, "renewed")
+
+    @admin.action(description="Recreate the selected subscriptions", permissions=["view"])
+    def recreate(self, request: HttpRequest, queryset: QuerySet[GraphSubscription]) -> None:
+        self._report(request, queryset, subscriptions.subscription_create, "recreated")
+
+    @admin.action(description="Delete the selected subscriptions in Graph", permissions=["delete"])
+    def delete_in_graph(self, request: HttpRequest, queryset: QuerySet[GraphSubscription]) -> None:
+        count = 0
+        for subscription in queryset:
+            subscriptions.subscription_delete(subscription=subscription)
+            count += 1
+        self.message_user(request, f"Deleted {count} subscription(s) in Graph and here.")
+
+    def _report(self, request, queryset, change, done: str) -> None:
+        results = [change(subscription=subscription) for subscription in queryset]
+        working = sum(result.state == "active" for result in results)
+        self.message_user(request, f"{working} of {len(results)} subscription(s) {done}.")
+        for result in results:
+            if result.state != "active":
+                self.message_user(request, f"{result}: {result.last_error}", messages.ERROR)
+
+    def get_actions(self, request: HttpRequest):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # deleting rows alone would leave Graph calling
+        return actions

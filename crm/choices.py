@@ -22,3 +22,12 @@ class ContainerKind(models.TextChoices):
     TASK_LIST = "task_list", "Task list"
     MAILBOX = "mailbox", "Mailbox"
     CALENDAR = "calendar", "Calendar"
+
+
+class SubscriptionState(models.TextChoices):
+    """Where a Graph change-notification subscription stands (crm.graph.subscriptions)."""
+
+    PENDING = "pending", "Pending (not created in Graph yet)"
+    ACTIVE = "active", "Active"
+    FAILING = "failing", "Failing (polled meanwhile)"
+    INACTIVE = "inactive", "Inactive (expired or removed; recreated by the hourly job)"

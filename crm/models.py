@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 
-from crm.choices import Availability, ContainerKind, Role
+from crm.choices import Availability, ContainerKind, Role, SubscriptionState
 
 
 def normalize_email(email: str) -> str:
@@ -213,3 +213,41 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.last_run_at:%Y-%m-%d %H:%M:%S}"
+
+
+class GraphSubscription(models.Model):
+    """A Microsoft Graph change-notification subscription on one resource the CRM syncs.
+
+    Resource-agnostic: `kind` names the app's handler (`crm.graph.subscriptions.register`)
+    and `target_id` the row it syncs (a mail folder, a calendar). The `clientState` secret is
+    kept only as its SHA-256, enough to verify what Graph sends back.
+    """
+
+    kind = models.CharField(max_length=40)
+    target_id = models.PositiveBigIntegerField()
+    resource = models.CharField(max_length=1000)
+    change_type = models.CharField(max_length=100, default="created,updated,deleted")
+    limiter_key = models.CharField(
+        max_length=320, blank=True, help_text="The mailbox whose Graph request slots it uses."
+    )
+    graph_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    client_state_hash = models.CharField(max_length=64, blank=True)
+    state = models.CharField(
+        max_length=10, choices=SubscriptionState.choices, default=SubscriptionState.PENDING
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_notification_at = models.DateTimeField(null=True, blank=True)
+    last_renewed_at = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "target_id"], name="graphsub_one_per_target")
+        ]
+        indexes = [models.Index(fields=["state", "expires_at"], name="graphsub_state_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.target_id}: {self.resource}"

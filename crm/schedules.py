@@ -26,5 +26,17 @@ def default_schedules() -> list[ScheduleSpec]:
             task="crm.tasks.heartbeat",
             every_seconds=settings.HEARTBEAT_INTERVAL_SECONDS,
             description="Proves beat and a worker are alive; /readyz shows its age.",
-        )
+        ),
+        ScheduleSpec(
+            name="crm: renew Graph subscriptions",
+            task="crm.tasks.subscriptions_renew",
+            every_seconds=12 * 3600,
+            description="Renews change-notification subscriptions expiring within a day.",
+        ),
+        ScheduleSpec(
+            name="crm: repair Graph subscriptions",
+            task="crm.tasks.subscriptions_repair",
+            every_seconds=3600,
+            description="Recreates subscriptions that expired, were removed or keep failing.",
+        ),
     ]

@@ -237,6 +237,17 @@ GRAPH_BREAKER_COOLDOWN_SECONDS = env.float("GRAPH_BREAKER_COOLDOWN_SECONDS", def
 MAIL_DELTA_PAGE_SIZE = env.int("MAIL_DELTA_PAGE_SIZE", default=100)
 MAIL_SYNC_LEASE_SECONDS = env.int("MAIL_SYNC_LEASE_SECONDS", default=600)
 MAIL_SYNC_INTERVAL_SECONDS = env.int("MAIL_SYNC_INTERVAL_SECONDS", default=300)
+# Graph change notifications (crm.graph.subscriptions): they are subscribed only when the
+# CRM has a public https address Graph can call (`PUBLIC_BASE_URL`); lifetime in minutes (the
+# longest Graph allows for Outlook resources); a notification's round starts after the
+# coalescing delay, and every notification until it starts joins it; folders without a
+# working subscription are polled.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
+GRAPH_SUBSCRIPTION_MINUTES = env.int("GRAPH_SUBSCRIPTION_MINUTES", default=10_080)
+GRAPH_NOTIFICATION_COALESCE_SECONDS = env.float("GRAPH_NOTIFICATION_COALESCE_SECONDS", default=2.0)
+GRAPH_POLL_INTERVAL_SECONDS = env.int("GRAPH_POLL_INTERVAL_SECONDS", default=60)
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1_048_576)
+WEBHOOK_RATE_PER_SECOND = env.int("WEBHOOK_RATE_PER_SECOND", default=5_000)
 # SMTP listener (mailsync.smtp): the largest message (aiosmtpd answers 552 beyond; 60 MiB
 # leaves room for a 50 MB attachment in base64), recipients per message (452 beyond),
 # STARTTLS when a certificate and key are given, SMTP AUTH for agents (only after STARTTLS

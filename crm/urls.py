@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from crm import health, metrics, views
+from crm import health, metrics, views, webhooks
 from crm.api.views import AgentViewSet, TeamViewSet
 
 admin.site.site_header = "Support CRM administration"
@@ -19,6 +19,12 @@ urlpatterns = [
     path("", include("cases.web.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("api/v1/webhooks/microsoft", webhooks.notifications, name="webhook-microsoft"),
+    path(
+        "api/v1/webhooks/microsoft/lifecycle",
+        webhooks.lifecycle,
+        name="webhook-microsoft-lifecycle",
+    ),
     path("api/v1/", include(router.urls)),
     path("api/v1/", include("cases.urls")),
     path("api/v1/", include("mailsync.urls")),

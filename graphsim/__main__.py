@@ -2,7 +2,9 @@
 
 Serves the identity platform and Graph over HTTPS with a throwaway CA under `var/graphsim`,
 seeds a shared mailbox with realistic support threads, and prints the settings that point the
-CRM at it. Ctrl-C stops it. Never for production: it is a fake.
+CRM at it. It also accepts change-notification subscriptions (`POST /v1.0/subscriptions`) and
+posts notifications to the CRM's webhooks when the mailbox changes. Ctrl-C stops it. Never for
+production: it is a fake.
 """
 
 from __future__ import annotations
@@ -27,10 +29,20 @@ def main() -> None:
         "--changes-every", type=float, default=0, metavar="SECONDS",
         help="Apply a few scripted changes (new mail, reads, moves) this often.",
     )  # fmt: skip
+    parser.add_argument(
+        "--notification-ca", type=Path, metavar="PEM",
+        help="CA file that webhook (notification URL) certificates must chain to "
+        "(default: the system's CAs).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-http-notifications", action="store_true",
+        help="Accept plain-http notification URLs (Graph requires https).",
+    )  # fmt: skip
     args = parser.parse_args()
     args.directory.mkdir(parents=True, exist_ok=True)
     pki = create_test_pki(args.directory)
-    server = start(pki, port=args.port)
+    server = start(pki, port=args.port, notification_ca=args.notification_ca)
+    server.allow_http_notification_urls = args.allow_http_notifications
     server.identity.register_app(tenant="contoso", client_id="crm-demo", secret="demo-secret")  # noqa: S106 - a fake
     mailbox = server.add_mailbox(args.mailbox)
     seed_mailbox(mailbox, threads=args.threads, seed=1)
@@ -40,7 +52,11 @@ def main() -> None:
         f"`python manage.py sync_mail`:\n\n"
         f"MS_TENANT_ID=contoso\nMS_CLIENT_ID=crm-demo\nMS_CLIENT_SECRET=demo-secret\n"
         f"MS_AUTHORITY_HOST={server.base_url}\nGRAPH_API_URL={server.base_url}/v1.0\n"
-        f"MS_CA_BUNDLE={pki.ca_cert.resolve()}\n",
+        f"MS_CA_BUNDLE={pki.ca_cert.resolve()}\n\n"
+        "Change notifications: subscriptions are created at "
+        f"{server.base_url}/v1.0/subscriptions; notification URLs must be https with a "
+        "certificate the system's CAs (or --notification-ca) trust, unless "
+        "--allow-http-notifications.\n",
         flush=True,
     )
     stop = threading.Event()

@@ -21,7 +21,7 @@ import bisect
 import itertools
 import json
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -137,6 +137,11 @@ class Mailbox:
     folder_log: list[Change] = field(default_factory=list)
     attachments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # Told (address, folder id, change) after each message change is logged, under the lock:
+    # it must only queue (see graphsim.subscriptions), never wait.
+    change_listener: Callable[[str, str, Change], None] | None = field(
+        default=None, repr=False, compare=False
+    )
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -209,8 +214,10 @@ class Mailbox:
 
     def _log(self, folder: Folder, message_id: str, **change: Any) -> None:
         moves = change.pop("moves", self.moves.get(message_id, 0))
-        folder.log.append(Change(seq=next(self._seq), message_id=message_id, moves=moves,
-                                 **change))  # fmt: skip
+        entry = Change(seq=next(self._seq), message_id=message_id, moves=moves, **change)
+        folder.log.append(entry)
+        if self.change_listener is not None:
+            self.change_listener(self.address, folder.id, entry)
 
     def add_message(self, folder_key: str, **properties: Any) -> str:
         """Store a new message; `parentFolderId` is always the folder it lands in."""

@@ -1,4 +1,4 @@
-"""Graph's mail routes without HTTP: a `GraphRequest` in, a `GraphResponse` out.
+"""Graph's mail and subscription routes without HTTP: a `GraphRequest` in, a `GraphResponse` out.
 
 Keeping the routes apart from the socket handling lets `$batch` run each sub-request through
 exactly the same routing, authentication, id handling and errors as a direct request.
@@ -24,12 +24,24 @@ from graphsim.mail import (
     encode_token,
     message_resource,
 )
+from graphsim.subscriptions import (
+    Subscription,
+    SubscriptionError,
+    create_subscription,
+    mailbox_by_user,
+    renew_subscription,
+)
 
 if TYPE_CHECKING:
     from graphsim.server import SimulatorServer
 
 DEFAULT_PAGE_SIZE = 10
 IMMUTABLE_ID_PREFERENCE = 'IdType="ImmutableId"'
+# Graph's path segments are case-insensitive: notifications name `Users/{id}/Messages/{id}`.
+SEGMENTS = {
+    name.lower(): name
+    for name in ("users", "mailFolders", "childFolders", "messages", "delta", "attachments")
+}
 
 
 @dataclass(frozen=True)
@@ -61,11 +73,14 @@ class GraphRequest:
     target: str
     authorization: str
     prefer: Preferences = Preferences()
+    body: bytes = b""
 
     @property
     def parts(self) -> list[str]:
+        """The path's segments, Graph's own names in their canonical case."""
         path = urllib.parse.urlsplit(self.target).path
-        return [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
+        segments = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
+        return [SEGMENTS.get(s.lower(), s) for s in segments]
 
     @property
     def query(self) -> dict[str, str]:
@@ -131,10 +146,10 @@ def unauthenticated() -> GraphResponse:
 
 
 def mailbox_of(server: SimulatorServer, parts: list[str]) -> Mailbox | None:
-    """The mailbox a `/users/{address}/...` path names, if it exists."""
+    """The mailbox a `/users/{address or user id}/...` path names, if it exists."""
     if len(parts) < 2 or parts[0] != "users":
         return None
-    return server.mailboxes.get(parts[1].lower())
+    return mailbox_by_user(server.mailboxes, parts[1])
 
 
 def handle(
@@ -144,9 +159,11 @@ def handle(
     batch already holds the slot (and has waited the response delay) for all its requests."""
     if not authenticated(server, request.authorization):
         return unauthenticated()
+    parts = request.parts
+    if parts[0].lower() == "subscriptions":
+        return subscription_route(server, request)
     if request.method != "GET":
         return graph_error(405, "MethodNotAllowed", "The simulator answers GET requests only.")
-    parts = request.parts
     if len(parts) < 3 or parts[0] != "users":
         return unsupported()
     mailbox = mailbox_of(server, parts)
@@ -299,6 +316,56 @@ class MailRoutes:
             token = encode_token(seq=state["until"])
             body["@odata.deltaLink"] = f"{link}?%24deltatoken={token}{suffix}"
         return body
+
+
+def subscription_route(server: SimulatorServer, request: GraphRequest) -> GraphResponse:
+    """`/subscriptions`: create (with the validation handshake), list, get, renew, delete,
+    reauthorize. Not held to a mailbox's concurrency slots: Graph counts these apart."""
+    try:
+        return _subscription_action(server, request)
+    except SubscriptionError as exc:
+        return graph_error(exc.status, exc.code, exc.message)
+
+
+def _subscription_action(server: SimulatorServer, request: GraphRequest) -> GraphResponse:
+    store = server.subscriptions
+    context = f"{server.base_url}/v1.0/$metadata#subscriptions"
+    match request.method, request.parts[1:]:
+        case "POST", []:
+            created = create_subscription(
+                server, _json_body(request), server.identity.caller(request.authorization),
+                immutable_ids=request.prefer.immutable_ids,
+            )  # fmt: skip
+            return _entity(201, context, created)
+        case "GET", []:
+            return GraphResponse(
+                200, {"@odata.context": context, "value": [s.resource_json() for s in store.all()]}
+            )
+        case "GET", [subscription_id]:
+            return _entity(200, context, store.get(subscription_id))
+        case "PATCH", [subscription_id]:
+            renewed = renew_subscription(server, subscription_id, _json_body(request))
+            return _entity(200, context, renewed)
+        case "DELETE", [subscription_id]:
+            store.remove(subscription_id)
+            return GraphResponse(204, b"")
+        case "POST", [subscription_id, "reauthorize"]:
+            store.reauthorize(subscription_id)
+            return GraphResponse(204, b"")
+    return graph_error(405, "MethodNotAllowed", "Not a subscription operation Graph supports.")
+
+
+def _entity(status: int, context: str, subscription: Subscription) -> GraphResponse:
+    return GraphResponse(
+        status, {"@odata.context": f"{context}/$entity", **subscription.resource_json()}
+    )
+
+
+def _json_body(request: GraphRequest) -> Any:
+    try:
+        return json.loads(request.body or b"null")
+    except ValueError:
+        raise SubscriptionError(400, "BadRequest", "The request body is not valid JSON.") from None
 
 
 def _folders(mailbox: Mailbox, parent_id: str) -> list[dict[str, Any]]:

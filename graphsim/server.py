@@ -3,7 +3,9 @@
 The identity part is what every Graph request needs first: OpenID discovery for the tenant and
 the token endpoint with the client-credentials grant, with Azure AD's error shapes. Graph
 requests below `/v1.0` are answered by `graphsim.routes` (and `graphsim.batch` for `$batch`);
-this module only speaks HTTP, injects faults (`graphsim.faults`) and counts concurrency.
+this module only speaks HTTP, injects faults (`graphsim.faults`) and counts concurrency. The
+server also holds the change-notification subscriptions and their notifier
+(`graphsim.subscriptions`), with the switches and counters tests use.
 """
 
 from __future__ import annotations
@@ -15,12 +17,21 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from graphsim.batch import run_batch
 from graphsim.faults import Fault, FaultPlan, garbage_body, status_fault_response
 from graphsim.mail import Mailbox
 from graphsim.routes import GraphRequest, GraphResponse, handle, parse_prefer
+from graphsim.subscriptions import (
+    DEFAULT_TENANT,
+    Caller,
+    Notifier,
+    SubscriptionStore,
+    burst_deliveries,
+    lifecycle_delivery,
+)
 from graphsim.tls import TestPKI
 
 TOKEN_LIFETIME_SECONDS = 3599
@@ -29,22 +40,29 @@ MAILBOX_CONCURRENCY = 4
 
 @dataclass
 class IdentityState:
-    """Registered apps per tenant, and the access tokens handed out (token -> expiry)."""
+    """Registered apps per tenant, and the access tokens handed out (token -> expiry), with
+    the tenant and app each was issued to (subscriptions record them)."""
 
     apps: dict[tuple[str, str], str] = field(default_factory=dict)
     tokens: dict[str, float] = field(default_factory=dict)
+    callers: dict[str, Caller] = field(default_factory=dict)
     token_requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def register_app(self, *, tenant: str, client_id: str, secret: str) -> None:
         self.apps[(tenant, client_id)] = secret
 
-    def issue_token(self) -> str:
+    def issue_token(self, *, tenant: str = DEFAULT_TENANT, client_id: str = "") -> str:
         token = "sim." + secrets.token_urlsafe(24)
         with self.lock:
             self.tokens[token] = time.time() + TOKEN_LIFETIME_SECONDS
+            self.callers[token] = Caller(tenant=tenant, client_id=client_id)
             self.token_requests += 1
         return token
+
+    def caller(self, authorization: str) -> Caller:
+        """Who an `Authorization: Bearer ...` header belongs to."""
+        return self.callers.get(authorization.partition(" ")[2], Caller())
 
     def token_valid(self, token: str) -> bool:
         return self.tokens.get(token, 0) > time.time()
@@ -86,12 +104,13 @@ class Handler(BaseHTTPRequestHandler):
         tenant, _, rest = path.lstrip("/").partition("/")
         return tenant, "/" + rest
 
-    def _graph_request(self, method: str) -> GraphRequest:
+    def _graph_request(self, method: str, body: bytes = b"") -> GraphRequest:
         return GraphRequest(
             method=method,
             target=self.path.removeprefix("/v1.0"),
             authorization=self.headers.get("Authorization") or "",
             prefer=parse_prefer(self.headers.get_all("Prefer") or []),
+            body=body,
         )
 
     def _inject_fault(self) -> bool:
@@ -128,7 +147,7 @@ class Handler(BaseHTTPRequestHandler):
             if self._inject_fault():
                 return
             path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-            request = self._graph_request("POST")
+            request = self._graph_request("POST", body)
             if path == "/v1.0/$batch":
                 self._send(run_batch(self.server, request, body))
             else:
@@ -142,16 +161,41 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._send_json(404, {"error": {"code": "NotFound", "message": "No such resource."}})
 
+    def do_PATCH(self) -> None:  # noqa: N802 - stdlib hook
+        self._body_route("PATCH")
+
+    def do_DELETE(self) -> None:  # noqa: N802 - stdlib hook
+        self._body_route("DELETE")
+
+    def _body_route(self, method: str) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self.path.startswith("/v1.0/"):
+            self._send_json(404, {"error": {"code": "NotFound", "message": "No such resource."}})
+        elif not self._inject_fault():
+            self._send(handle(self.server, self._graph_request(method, body)))
+
 
 class SimulatorServer(ThreadingHTTPServer):
     """The simulator and its switches for tests: `response_delay` (seconds each mailbox
     request holds its slot), `empty_pages` and `repeat_items` (Graph's delta quirks), faults
     (`script_faults`, `set_fault_rate`) and counters: `graph_requests` (HTTP requests below
-    /v1.0), `batch_subrequests`, `concurrency_refusals`."""
+    /v1.0), `batch_subrequests`, `concurrency_refusals`.
+
+    Change notifications: `notification_ca_file` (the CA that notification URLs' certificates
+    must chain to; None: the system's), `allow_http_notification_urls`, `validation_timeout`,
+    `notification_timeout`, `notification_retry_delays` (the backoff before each retry),
+    `notification_batch_size`, `notification_concurrency` (POSTs in flight at once),
+    `duplicate_notifications` (every batch POSTed twice), `shuffle_notifications` (batches and
+    their items in random order); counters `notifications_sent` (items answered 2xx, duplicates
+    included), `notification_posts` (every POST, retries and lifecycle events included),
+    `notification_failures` (POSTs not answered 2xx in time), `notifications_dropped` (items
+    given up after the last retry), `lifecycle_events_sent`."""
 
     daemon_threads = True
 
-    def __init__(self, pki: TestPKI, port: int = 0) -> None:
+    def __init__(
+        self, pki: TestPKI, port: int = 0, *, notification_ca: Path | str | None = None
+    ) -> None:
         super().__init__(("127.0.0.1", port), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(pki.server_cert, pki.server_key)
@@ -167,6 +211,22 @@ class SimulatorServer(ThreadingHTTPServer):
         self._in_flight: dict[str, int] = {}
         self._in_flight_lock = threading.Lock()
         self._faults = FaultPlan()
+        self.subscriptions = SubscriptionStore()
+        self.notifier = Notifier(self)
+        self.notification_ca_file = str(notification_ca) if notification_ca else None
+        self.allow_http_notification_urls = False
+        self.validation_timeout = 10.0
+        self.notification_timeout = 3.0
+        self.notification_retry_delays: tuple[float, ...] = (0.1, 0.3, 0.9)
+        self.notification_batch_size = 100
+        self.notification_concurrency = 1
+        self.duplicate_notifications = False
+        self.shuffle_notifications = False
+        self.notifications_sent = 0
+        self.notification_posts = 0
+        self.notification_failures = 0
+        self.notifications_dropped = 0
+        self.lifecycle_events_sent = 0
 
     def enter_mailbox(self, address: str) -> bool:
         """Exchange serves at most four concurrent requests per mailbox and app."""
@@ -203,8 +263,51 @@ class SimulatorServer(ThreadingHTTPServer):
 
     def add_mailbox(self, address: str) -> Mailbox:
         mailbox = Mailbox.with_standard_folders(address)
+        mailbox.change_listener = self.notifier.mail_changed
         self.mailboxes[address.lower()] = mailbox
         return mailbox
+
+    # Change notifications, for tests
+
+    def pause_notifications(self) -> None:
+        """Changes queue up until `resume_notifications`, then go out in batches."""
+        self.notifier.pause()
+
+    def resume_notifications(self) -> None:
+        self.notifier.resume()
+
+    def wait_for_notifications(self, timeout: float = 10.0) -> bool:
+        """True once every queued notification and lifecycle event was delivered or dropped."""
+        return self.notifier.wait_idle(timeout)
+
+    def notify_burst(
+        self,
+        subscription_id: str,
+        count: int,
+        *,
+        change_type: str | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        """POST `count` notifications for the subscription's folder as fast as the receiver
+        takes them, `batch_size` (default `notification_batch_size`) per POST."""
+        subscription = self.subscriptions.get(subscription_id)
+        deliveries = burst_deliveries(
+            self, subscription, count, change_type=change_type, batch_size=batch_size
+        )
+        self.notifier.enqueue(deliveries)
+
+    def send_lifecycle_event(self, subscription_id: str, event: str) -> None:
+        """POST `reauthorizationRequired`, `subscriptionRemoved` (which also deletes the
+        subscription) or `missed` to the subscription's lifecycle URL."""
+        self.notifier.enqueue([lifecycle_delivery(self, subscription_id, event)])
+
+    def expire_subscription(self, subscription_id: str) -> None:
+        """As if its lifetime had run out: gone from GET and sends nothing."""
+        self.subscriptions.expire(subscription_id)
+
+    def server_close(self) -> None:
+        self.notifier.stop()
+        super().server_close()
 
     @property
     def base_url(self) -> str:
@@ -240,7 +343,9 @@ class SimulatorServer(ThreadingHTTPServer):
             "token_type": "Bearer",
             "expires_in": TOKEN_LIFETIME_SECONDS,
             "ext_expires_in": TOKEN_LIFETIME_SECONDS,
-            "access_token": self.identity.issue_token(),
+            "access_token": self.identity.issue_token(
+                tenant=tenant, client_id=form.get("client_id", "")
+            ),
         }
 
 
@@ -253,8 +358,12 @@ def _aad_error(error: str, code: str, description: str) -> dict[str, Any]:
     }
 
 
-def start(pki: TestPKI, port: int = 0) -> SimulatorServer:
-    """Serve in a background thread; call `shutdown()` and `server_close()` to stop."""
-    server = SimulatorServer(pki, port)
+def start(
+    pki: TestPKI, port: int = 0, *, notification_ca: Path | str | None = None
+) -> SimulatorServer:
+    """Serve in a background thread; call `shutdown()` and `server_close()` to stop.
+    `notification_ca` is the CA file that notification endpoints' certificates are verified
+    against (default: the system's CAs)."""
+    server = SimulatorServer(pki, port, notification_ca=notification_ca)
     threading.Thread(target=server.serve_forever, name="graphsim", daemon=True).start()
     return server

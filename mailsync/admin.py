@@ -48,6 +48,14 @@ class MailboxAdmin(ScopedAdminMixin, admin.ModelAdmin):
     search_fields = ["address", "display_name"]
     list_select_related = ["team", "owner"]
     actions = ["sync_now"]
+
+    def delete_model(self, request: HttpRequest, obj: Mailbox) -> None:
+        services.mailbox_disconnect(mailbox=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Mailbox]) -> None:
+        for mailbox in queryset:
+            services.mailbox_disconnect(mailbox=mailbox)
+
     readonly_fields = ["last_synced_at", "last_error"]
 
     def visible(self, request: HttpRequest) -> QuerySet[Mailbox]:

@@ -7,7 +7,16 @@ class MailsyncConfig(AppConfig):
     verbose_name = "Mail"
 
     def ready(self) -> None:
+        from crm.graph import subscriptions
+        from mailsync import tasks
+        from mailsync.services.sync import SUBSCRIPTION_KIND
+
         post_migrate.connect(_install_default_schedules, sender=self)
+        subscriptions.register(
+            SUBSCRIPTION_KIND,
+            schedule_round=tasks.schedule_folder_round,
+            target_exists=tasks.folder_exists,
+        )
 
 
 def _install_default_schedules(**kwargs: object) -> None:

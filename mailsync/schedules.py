@@ -16,6 +16,13 @@ def default_schedules() -> list[ScheduleSpec]:
             description="A Graph delta round for every enabled Microsoft 365 mailbox.",
         ),
         ScheduleSpec(
+            name="mailsync: poll folders without notifications",
+            task="mailsync.tasks.poll_folders",
+            every_seconds=settings.GRAPH_POLL_INTERVAL_SECONDS,
+            description="A round for each synced folder that no working change-notification "
+            "subscription covers (all of them without PUBLIC_BASE_URL).",
+        ),
+        ScheduleSpec(
             name="mailsync: requeue spooled mail",
             task="mailsync.tasks.requeue_inbound",
             every_seconds=60,

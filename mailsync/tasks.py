@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from crm.graph import subscriptions
 from mailsync import services
 from mailsync.choices import MailboxKind
 from mailsync.errors import SyncBusy
-from mailsync.models import Mailbox
+from mailsync.models import Mailbox, MailFolder
 
 logger = logging.getLogger(__name__)
 
@@ -70,3 +72,52 @@ def requeue_inbound() -> None:
     """Beat's safety net for the spool: pending messages older than a minute are queued again
     (a task lost with a killed worker or a broker outage loses no mail)."""
     services.inbound_requeue_stale()
+
+
+@shared_task(
+    name="mailsync.tasks.sync_folder",
+    bind=True,
+    ignore_result=True,
+    max_retries=20,
+)
+def sync_folder(self, folder_id: int, *, when_busy: str = "retry") -> None:
+    """One delta round of one folder: what a change notification (or a poll) asks for.
+
+    The coalescing mark goes first, so a notification arriving while this round reads starts
+    another round. A folder another worker is syncing is retried shortly when a notification
+    asked (its change may be after that round's read), skipped when a poll did.
+    """
+    folder = (
+        MailFolder.objects.filter(pk=folder_id, sync_enabled=True, mailbox__kind=MailboxKind.M365)
+        .select_related("mailbox")
+        .first()
+    )
+    if folder is None:
+        return
+    subscriptions.round_starting(kind=services.SUBSCRIPTION_KIND, target_id=folder_id)
+    try:
+        services.folder_sync(folder=folder)
+    except SyncBusy as exc:
+        if when_busy == "retry":
+            raise self.retry(countdown=5) from exc
+        logger.info("mail sync: %s", exc)
+        return
+    folder.refresh_from_db(fields=["delta_link", "graph_id"])
+    services.folder_subscription_ensure(folder=folder)
+
+
+@shared_task(name="mailsync.tasks.poll_folders", ignore_result=True)
+def poll_folders() -> None:
+    """Beat: a round for every synced folder that no working subscription covers (all of
+    them while the CRM has no public address), so mail arrives without notifications too."""
+    for folder_id in services.folders_to_poll():
+        sync_folder.apply_async((folder_id,), kwargs={"when_busy": "skip"})
+
+
+def schedule_folder_round(folder_id: int) -> None:
+    """What a change notification does for a folder (see crm.graph.subscriptions)."""
+    sync_folder.apply_async((folder_id,), countdown=settings.GRAPH_NOTIFICATION_COALESCE_SECONDS)
+
+
+def folder_exists(folder_id: int) -> bool:
+    return MailFolder.objects.filter(pk=folder_id, sync_enabled=True).exists()

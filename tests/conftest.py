@@ -6,6 +6,7 @@ than loopback is blocked, so a test that would reach the Internet fails instead 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -30,6 +31,16 @@ def _block_network() -> None:
     socket.socket.connect = _loopback_only  # type: ignore[method-assign]
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks run at once in the calling thread (what a worker would do, without one)."""
+    from crm.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
 
 
 @pytest.fixture
@@ -67,6 +78,22 @@ def asgi_server(django_db_setup, project_root):
     pytest-django's live_server is WSGI and has no WebSockets, hence a real ASGI subprocess.
     Tests that use it need `transaction=True` so the server sees their rows.
     """
+    with _uvicorn(project_root) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def https_asgi_server(django_db_setup, project_root, graph_pki):
+    """The same over HTTPS with the test PKI's certificate for 127.0.0.1: what Graph's
+    (simulated) change notifications call."""
+    tls = [f"--ssl-certfile={graph_pki.server_cert}", f"--ssl-keyfile={graph_pki.server_key}"]
+    with _uvicorn(project_root, tls=tls, ca_file=str(graph_pki.ca_cert)) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def _uvicorn(project_root: str, *, tls: list[str] = (), ca_file: str = ""):
+    import ssl
     import subprocess
     import time
     import urllib.request
@@ -89,23 +116,27 @@ def asgi_server(django_db_setup, project_root):
             "--host=127.0.0.1",
             f"--port={port}",
             "--log-level=warning",
+            *tls,
         ],
         cwd=project_root,
         env=env,
     )
-    base = f"http://127.0.0.1:{port}"
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     deadline = time.monotonic() + 60
     while True:
         try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2):  # noqa: S310
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2, context=context):  # noqa: S310
                 break
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start") from None
             time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(timeout=20)
+    try:
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")

@@ -7,17 +7,23 @@ from mailsync.services.inbound import (
     inbound_requeue_stale,
 )
 from mailsync.services.local import inbound_deliver
-from mailsync.services.mailboxes import folder_sync_set, mailbox_connect
+from mailsync.services.mailboxes import folder_sync_set, mailbox_connect, mailbox_disconnect
 from mailsync.services.sync import (
+    SUBSCRIPTION_KIND,
     MailboxSyncResult,
+    folder_subscription_ensure,
     folder_sync,
     folder_tree_sync,
+    folders_to_poll,
     mailbox_sync,
     orphans_settle,
 )
 
 __all__ = [
+    "SUBSCRIPTION_KIND",
     "MailboxSyncResult",
+    "folder_subscription_ensure",
+    "folders_to_poll",
     "folder_sync",
     "folder_sync_set",
     "folder_tree_sync",
@@ -27,6 +33,7 @@ __all__ = [
     "inbound_redeliver",
     "inbound_requeue_stale",
     "mailbox_connect",
+    "mailbox_disconnect",
     "mailbox_sync",
     "orphans_settle",
 ]

@@ -8,6 +8,7 @@ from django.db import transaction
 
 from crm.changes import item_touch
 from crm.choices import ContainerKind
+from crm.graph import subscriptions
 from crm.models import ChangeContainer, Team, User, normalize_email
 from mailsync.choices import DEFAULT_SYNCED_FOLDERS, MailboxKind, WellKnownFolder
 from mailsync.errors import MailboxError
@@ -52,6 +53,19 @@ def mailbox_connect(
     return mailbox
 
 
+def mailbox_disconnect(*, mailbox: Mailbox) -> None:
+    """Remove a mailbox and everything synced from it; Graph stops notifying its folders
+    (the subscriptions are deleted there once the rows are gone)."""
+    folder_ids = list(mailbox.folders.values_list("pk", flat=True))
+    with transaction.atomic():
+        mailbox.delete()
+        transaction.on_commit(
+            lambda: subscriptions.subscriptions_delete_for(
+                kind="mail_folder", target_ids=folder_ids
+            )
+        )
+
+
 def _create_local_folders(mailbox: Mailbox) -> None:
     for role in WellKnownFolder:
         folder = MailFolder(
@@ -78,6 +92,11 @@ def folder_sync_set(*, folder: MailFolder, enabled: bool) -> MailFolder:
     if folder.sync_enabled == enabled:
         return folder
     folder.sync_enabled = enabled
+    if not enabled:
+        gone = [folder.pk]
+        transaction.on_commit(
+            lambda: subscriptions.subscriptions_delete_for(kind="mail_folder", target_ids=gone)
+        )
     if not enabled:
         messages_orphan(mailbox=folder.mailbox, messages=list(folder.messages.all()))
         folder.delta_link = folder.resume_link = ""

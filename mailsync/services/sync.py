@@ -37,9 +37,16 @@ from django.utils import timezone
 from crm.changes import change_seq_allocate_many, item_leave, item_touch
 from crm.db import bulk_insert
 from crm.errors import ServiceError
+from crm.graph import subscriptions
 from crm.graph.client import GraphClient, GraphError, GraphSyncStateExpired
 from crm.models import Tombstone
-from mailsync.choices import DEFAULT_SYNCED_FOLDERS, RoundKind, RoundStatus, WellKnownFolder
+from mailsync.choices import (
+    DEFAULT_SYNCED_FOLDERS,
+    MailboxKind,
+    RoundKind,
+    RoundStatus,
+    WellKnownFolder,
+)
 from mailsync.errors import SyncBusy
 from mailsync.graph_mapping import DELTA_SELECT, attachment_fields, header_fields, message_fields
 from mailsync.models import Attachment, Mailbox, MailFolder, Message, SyncRound
@@ -117,6 +124,10 @@ def mailbox_sync(
             result.rounds.append(folder_sync(folder=folder, client=client, progress=progress))
         except SyncBusy as exc:
             result.skipped.append(str(exc))
+            continue
+        if result.rounds[-1].status != RoundStatus.FAILED:
+            folder.refresh_from_db(fields=["delta_link", "graph_id"])
+            folder_subscription_ensure(folder=folder)
     result.deleted = orphans_settle(mailbox=mailbox)
     errors = [r.errors for r in result.rounds if r.status == RoundStatus.FAILED]
     Mailbox.objects.filter(pk=mailbox.pk).update(
@@ -255,6 +266,10 @@ def _folder_remove(mailbox: Mailbox, folder: MailFolder | None) -> int:
         _folder_remove(mailbox, child)
     messages_orphan(mailbox=mailbox, messages=list(folder.messages.all()))
     item_leave(folder, mailbox.container)
+    gone = [folder.pk]
+    transaction.on_commit(
+        lambda: subscriptions.subscriptions_delete_for(kind=SUBSCRIPTION_KIND, target_ids=gone)
+    )
     folder.delete()
     return 1
 
@@ -705,3 +720,37 @@ def _delete_files(names: list[str]) -> None:
 
     for name in names:
         default_storage.delete(name)
+
+
+# --- change notifications ---------------------------------------------------------------------
+
+SUBSCRIPTION_KIND = "mail_folder"
+
+
+def folder_resource(folder: MailFolder) -> str:
+    """The Graph resource a folder's subscription watches."""
+    return f"{_user_path(folder.mailbox)}/mailFolders('{folder.graph_id}')/messages"
+
+
+def folder_subscription_ensure(*, folder: MailFolder) -> None:
+    """After a folder's first completed round, Graph tells us about its changes (when the CRM
+    has a public address); until then, and whenever that fails, beat polls it."""
+    if not folder.graph_id or folder.delta_link == "":
+        return
+    subscriptions.subscription_ensure(
+        kind=SUBSCRIPTION_KIND,
+        target_id=folder.pk,
+        resource=folder_resource(folder),
+        limiter_key=folder.mailbox.address,
+    )
+
+
+def folders_to_poll() -> list[int]:
+    """Synced Microsoft 365 folders with no working subscription (all of them without a
+    public address)."""
+    synced = list(
+        MailFolder.objects.filter(
+            sync_enabled=True, mailbox__kind=MailboxKind.M365, mailbox__sync_enabled=True
+        ).values_list("pk", flat=True)
+    )
+    return subscriptions.needs_polling(kind=SUBSCRIPTION_KIND, target_ids=synced)

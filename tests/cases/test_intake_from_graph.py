@@ -6,19 +6,11 @@ from __future__ import annotations
 import pytest
 
 from cases.models import Case, CaseMessage
-from crm.celery import app
 from graphsim.seed import seed_mailbox
 from mailsync import services as mail
 from mailsync.models import Message
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def eager_celery():
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
 
 
 def test_synced_threads_become_one_case_each(graph_simulator, settings, team, eager_celery,
