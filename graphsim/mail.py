@@ -113,6 +113,13 @@ def _parse_regular_id(value: str) -> tuple[str, int] | None:
     return (message_id, int(moves)) if moves.isdigit() else None
 
 
+def immutable_of(public_id: str) -> str:
+    """The immutable id behind a regular or immutable id, without asking a mailbox (a regular
+    id encodes it), so a test can name a message either way."""
+    parsed = _parse_regular_id(public_id)
+    return parsed[0] if parsed else public_id
+
+
 def message_resource(
     message: dict[str, Any], *, public_id: str, select: Collection[str] | None
 ) -> dict[str, Any]:
@@ -251,7 +258,7 @@ class Mailbox:
         """A file attachment; the message then reports `hasAttachments`. Inline ones carry the
         `contentId` that the HTML body's `cid:` reference names."""
         with self.lock:
-            attachment_id = self._new_id("attachment")
+            attachment_id = self.new_attachment_id()
             self.attachments.setdefault(message_id, []).append(
                 {
                     "@odata.type": "#microsoft.graph.fileAttachment",
@@ -266,6 +273,20 @@ class Mailbox:
             )
             self.update_message(message_id, hasAttachments=True)
             return attachment_id
+
+    def new_attachment_id(self) -> str:
+        return self._new_id("attachment")
+
+    def remove_attachment(self, message_id: str, attachment_id: str) -> None:
+        """KeyError if the message has no such attachment; the last one gone clears
+        `hasAttachments`."""
+        with self.lock:
+            found = self.attachments.get(message_id, [])
+            remaining = [a for a in found if a["id"] != attachment_id]
+            if len(remaining) == len(found):
+                raise KeyError(attachment_id)
+            self.attachments[message_id] = remaining
+            self.update_message(message_id, hasAttachments=bool(remaining))
 
     def update_message(self, message_id: str, **properties: Any) -> None:
         with self.lock:

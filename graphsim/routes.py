@@ -40,8 +40,14 @@ IMMUTABLE_ID_PREFERENCE = 'IdType="ImmutableId"'
 # Graph's path segments are case-insensitive: notifications name `Users/{id}/Messages/{id}`.
 SEGMENTS = {
     name.lower(): name
-    for name in ("users", "mailFolders", "childFolders", "messages", "delta", "attachments")
-}
+    for name in (
+        "users", "mailFolders", "childFolders", "messages", "delta", "attachments", "move",
+        "send", "sendMail", "createReply", "createReplyAll", "createForward", "permanentDelete",
+        "createUploadSession",
+    )
+}  # fmt: skip
+# Methods the mail routes answer besides GET (see graphsim.writes); `$batch` stays GET-only.
+WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -162,8 +168,8 @@ def handle(
     parts = request.parts
     if parts[0].lower() == "subscriptions":
         return subscription_route(server, request)
-    if request.method != "GET":
-        return graph_error(405, "MethodNotAllowed", "The simulator answers GET requests only.")
+    if request.method != "GET" and (in_batch or request.method not in WRITE_METHODS):
+        return graph_error(405, "MethodNotAllowed", "Not a method the simulator answers here.")
     if len(parts) < 3 or parts[0] != "users":
         return unsupported()
     mailbox = mailbox_of(server, parts)
@@ -207,6 +213,10 @@ class MailRoutes:
         self.base = f"{server.base_url}/v1.0/users/{mailbox.address}"
 
     def dispatch(self) -> GraphResponse:
+        if self.request.method != "GET":
+            from graphsim.writes import dispatch_write  # writes builds on this module
+
+            return dispatch_write(self) or unsupported()
         rest = self.request.parts[2:]
         match rest:
             case ["mailFolders"]:
@@ -227,6 +237,8 @@ class MailRoutes:
                 return self._message(message)
             case ["messages", message, "attachments"]:
                 return self._attachments(message)
+            case ["messages", message, "attachments", attachment]:
+                return self._attachment(message, attachment)
             case ["messages", message, "attachments", attachment, "$value"]:
                 return self._attachment_bytes(message, attachment)
         return unsupported()
@@ -261,6 +273,15 @@ class MailRoutes:
         found = self.mailbox.attachments.get(message_id, [])
         metadata = [{k: v for k, v in a.items() if k != "contentBytes"} for a in found]
         return GraphResponse(200, {"value": [_selected(a, self._select()) for a in metadata]})
+
+    def _attachment(self, public_id: str, attachment_id: str) -> GraphResponse:
+        """One attachment with its `contentBytes`, as Graph returns it."""
+        message_id = self.mailbox.resolve_message_id(public_id)
+        found = self.mailbox.attachments.get(message_id, [])
+        match = next((a for a in found if a["id"] == attachment_id), None)
+        if match is None:
+            raise KeyError(attachment_id)
+        return GraphResponse(200, _selected(dict(match), self._select()))
 
     def _attachment_bytes(self, public_id: str, attachment_id: str) -> GraphResponse:
         message_id = self.mailbox.resolve_message_id(public_id)

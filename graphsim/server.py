@@ -5,7 +5,9 @@ the token endpoint with the client-credentials grant, with Azure AD's error shap
 requests below `/v1.0` are answered by `graphsim.routes` (and `graphsim.batch` for `$batch`);
 this module only speaks HTTP, injects faults (`graphsim.faults`) and counts concurrency. The
 server also holds the change-notification subscriptions and their notifier
-(`graphsim.subscriptions`), with the switches and counters tests use.
+(`graphsim.subscriptions`), with the switches and counters tests use, and the switches of the
+write operations (`graphsim.writes`): scripted refusals, counters by kind, the sent mail log,
+and the pre-authenticated upload URLs of attachment upload sessions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +26,14 @@ from typing import Any
 from graphsim.batch import run_batch
 from graphsim.faults import Fault, FaultPlan, garbage_body, status_fault_response
 from graphsim.mail import Mailbox
-from graphsim.routes import GraphRequest, GraphResponse, handle, parse_prefer
+from graphsim.routes import (
+    GraphRequest,
+    GraphResponse,
+    graph_error,
+    handle,
+    parse_prefer,
+    throttled_concurrency,
+)
 from graphsim.subscriptions import (
     DEFAULT_TENANT,
     Caller,
@@ -33,6 +43,13 @@ from graphsim.subscriptions import (
     lifecycle_delivery,
 )
 from graphsim.tls import TestPKI
+from graphsim.writes import (
+    UPLOAD_PATH_PREFIX,
+    UploadSessions,
+    WriteSwitches,
+    upload_chunk,
+    upload_session_of,
+)
 
 TOKEN_LIFETIME_SECONDS = 3599
 MAILBOX_CONCURRENCY = 4
@@ -167,9 +184,43 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802 - stdlib hook
         self._body_route("DELETE")
 
+    def do_PUT(self) -> None:  # noqa: N802 - stdlib hook
+        """A chunk to an upload session's URL: no bearer token (the URL carries its own), but
+        faults and the mailbox's concurrency limit apply as to any request."""
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self.path.startswith(UPLOAD_PATH_PREFIX):
+            self._send_json(404, {"error": {"code": "NotFound", "message": "No such resource."}})
+            return
+        if self._inject_fault():
+            return
+        session = upload_session_of(self.server, self.path)
+        if session is None:
+            self._send(unknown_upload_session())
+            return
+        if not self.server.enter_mailbox(session.address):
+            self._send(throttled_concurrency())
+            return
+        try:
+            if self.server.response_delay:
+                time.sleep(self.server.response_delay)
+            self._send(upload_chunk(self.server, session, self.headers.get("Content-Range"), body))
+        finally:
+            self.server.leave_mailbox(session.address)
+
+    def _cancel_upload(self) -> None:
+        """DELETE on an upload URL ends the session, as Graph's optional last step."""
+        session = upload_session_of(self.server, self.path)
+        if session is None:
+            self._send(unknown_upload_session())
+        else:
+            self.server.upload_sessions.close(session.id)
+            self._send(GraphResponse(204, b""))
+
     def _body_route(self, method: str) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if not self.path.startswith("/v1.0/"):
+        if method == "DELETE" and self.path.startswith(UPLOAD_PATH_PREFIX):
+            self._cancel_upload()
+        elif not self.path.startswith("/v1.0/"):
             self._send_json(404, {"error": {"code": "NotFound", "message": "No such resource."}})
         elif not self._inject_fault():
             self._send(handle(self.server, self._graph_request(method, body)))
@@ -189,7 +240,14 @@ class SimulatorServer(ThreadingHTTPServer):
     their items in random order); counters `notifications_sent` (items answered 2xx, duplicates
     included), `notification_posts` (every POST, retries and lifecycle events included),
     `notification_failures` (POSTs not answered 2xx in time), `notifications_dropped` (items
-    given up after the last retry), `lifecycle_events_sent`."""
+    given up after the last retry), `lifecycle_events_sent`.
+
+    Writes (`graphsim.writes`): `refuse_writes` (the next writes on a message fail with a
+    status), counters `write_counts` and `refused_writes` (Counters by kind: "update", "move",
+    "delete", "permanentDelete", "createDraft", "createReply", "createReplyAll",
+    "createForward", "send", "sendMail", "addAttachment", "deleteAttachment",
+    "createUploadSession", "uploadChunk", "uploadedAttachment"), `sent_messages` (each sent
+    message as it went out, attachments included), `expire_upload_sessions`."""
 
     daemon_threads = True
 
@@ -227,6 +285,8 @@ class SimulatorServer(ThreadingHTTPServer):
         self.notification_failures = 0
         self.notifications_dropped = 0
         self.lifecycle_events_sent = 0
+        self.writes = WriteSwitches()
+        self.upload_sessions = UploadSessions()
 
     def enter_mailbox(self, address: str) -> bool:
         """Exchange serves at most four concurrent requests per mailbox and app."""
@@ -266,6 +326,33 @@ class SimulatorServer(ThreadingHTTPServer):
         mailbox.change_listener = self.notifier.mail_changed
         self.mailboxes[address.lower()] = mailbox
         return mailbox
+
+    # Writes, for tests
+
+    def refuse_writes(
+        self, message_id: str | None = None, *, status: int = 403, times: int = 1
+    ) -> None:
+        """The next `times` writes on the message (regular or immutable id; None: any write,
+        sendMail and new drafts included) fail with `status` in Graph's error shape, before
+        changing anything. A 429 or 503 refusal carries no Retry-After; use faults for those."""
+        self.writes.refuse(message_id, status, times)
+
+    @property
+    def write_counts(self) -> Counter[str]:
+        """Successful writes by kind (see the class docstring)."""
+        return self.writes.counts
+
+    @property
+    def refused_writes(self) -> Counter[str]:
+        return self.writes.refused
+
+    @property
+    def sent_messages(self) -> list[dict[str, Any]]:
+        return self.writes.sent
+
+    def expire_upload_sessions(self) -> None:
+        """Every open upload session's URL now answers 404."""
+        self.upload_sessions.expire_all()
 
     # Change notifications, for tests
 
@@ -347,6 +434,10 @@ class SimulatorServer(ThreadingHTTPServer):
                 tenant=tenant, client_id=form.get("client_id", "")
             ),
         }
+
+
+def unknown_upload_session() -> GraphResponse:
+    return graph_error(404, "ErrorItemNotFound", "The upload session does not exist or expired.")
 
 
 def _aad_error(error: str, code: str, description: str) -> dict[str, Any]:

@@ -12,7 +12,14 @@ from django.utils.html import format_html
 
 from crm.admin import ScopedAdminMixin, adopt, is_admin
 from mailsync import selectors, services
-from mailsync.models import InboundMessage, Mailbox, MailFolder, Message, SyncRound
+from mailsync.models import (
+    InboundMessage,
+    Mailbox,
+    MailFolder,
+    MailOperation,
+    Message,
+    SyncRound,
+)
 
 
 class MailboxAddForm(forms.ModelForm):
@@ -219,3 +226,30 @@ class InboundMessageAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def deliver_again(self, request: HttpRequest, queryset: QuerySet[InboundMessage]) -> None:
         queued = sum(services.inbound_redeliver(inbound=inbound) for inbound in queryset)
         self.message_user(request, f"{queued} message(s) queued for delivery.", messages.SUCCESS)
+
+
+@admin.register(MailOperation)
+class MailOperationAdmin(admin.ModelAdmin):
+    """The write-back outbox: what the CRM changed on Microsoft 365 messages and whether Graph
+    took it. A failed operation's message was read back from Graph (see its error)."""
+
+    list_display = ["created_at", "mailbox", "kind", "status", "attempts", "applied_at", "actor"]
+    list_filter = ["status", "kind", "mailbox"]
+    search_fields = ["graph_id", "last_error"]
+    readonly_fields = [field.name for field in MailOperation._meta.fields]
+    actions = ["apply_now"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Apply the pending operations of their mailboxes now")
+    def apply_now(self, request: HttpRequest, queryset: QuerySet[MailOperation]) -> None:
+        from mailsync.tasks import apply_operations
+
+        mailboxes = set(queryset.values_list("mailbox_id", flat=True))
+        for mailbox_id in mailboxes:
+            apply_operations.delay(mailbox_id)
+        self.message_user(request, f"Queued {len(mailboxes)} mailbox(es).")

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core import signing
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import FileResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -21,7 +22,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crm.errors import ServiceError
-from mailsync import selectors
+from mailsync import selectors, services
+from mailsync.choices import FlagStatus
 from mailsync.models import Attachment, Message
 from mailsync.services.attachments import attachment_content_ensure
 
@@ -201,6 +203,19 @@ class MessageListView(APIView):
         return messages
 
 
+class MessageChange(serializers.Serializer):
+    """What an agent may change on a message (Microsoft 365 messages change there too)."""
+
+    isRead = serializers.BooleanField(required=False)  # noqa: N815 - the API's field names
+    flag = serializers.ChoiceField(choices=FlagStatus.values, required=False)
+    categories = serializers.ListField(
+        child=serializers.CharField(max_length=255), max_length=25, required=False
+    )
+    folder = serializers.CharField(
+        required=False, help_text="A folder id or well-known name (inbox, archive, …)."
+    )
+
+
 class MessageDetailView(APIView):
     @extend_schema(
         operation_id="mail_message_retrieve",
@@ -208,6 +223,45 @@ class MessageDetailView(APIView):
         tags=["mail"],
     )
     def get(self, request: Request, pk: int) -> Response:
+        return Response(message_detail(self._message(request, pk)))
+
+    @extend_schema(
+        operation_id="mail_message_update",
+        request=MessageChange,
+        responses={200: MessageDetailSchema},
+        tags=["mail"],
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        body = MessageChange(data=request.data)
+        body.is_valid(raise_exception=True)
+        message, changes, actor = self._message(request, pk), body.validated_data, request.user
+        with transaction.atomic():
+            if "isRead" in changes:
+                message = services.message_set_read(
+                    message=message, read=changes["isRead"], actor=actor
+                )
+            if "flag" in changes:
+                message = services.message_set_flag(
+                    message=message, status=changes["flag"], actor=actor
+                )
+            if "categories" in changes:
+                message = services.message_set_categories(
+                    message=message, categories=changes["categories"], actor=actor
+                )
+            if "folder" in changes:
+                folder = selectors.folder_find(mailbox=message.mailbox, key=changes["folder"])
+                if folder is None:
+                    raise exceptions.ValidationError({"folder": ["No such folder."]})
+                message = services.message_move(message=message, folder=folder, actor=actor)
+        return Response(message_detail(self._message(request, pk)))
+
+    @extend_schema(operation_id="mail_message_delete", responses={204: None}, tags=["mail"])
+    def delete(self, request: Request, pk: int) -> Response:
+        """To Deleted Items; a message already there is deleted for good."""
+        services.message_delete(message=self._message(request, pk), actor=request.user)
+        return Response(status=204)
+
+    def _message(self, request: Request, pk: int) -> Message:
         message = (
             selectors.message_list(user=request.user)
             .select_related("mailbox", "folder")
@@ -217,7 +271,7 @@ class MessageDetailView(APIView):
         )
         if message is None:
             raise exceptions.NotFound("No such message.")
-        return Response(message_detail(message))
+        return message
 
 
 class AttachmentUnavailable(exceptions.APIException):

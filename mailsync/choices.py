@@ -53,3 +53,19 @@ class RoundStatus(models.TextChoices):
     RUNNING = "running", "Running"
     OK = "ok", "Completed"
     FAILED = "failed", "Failed"
+
+
+class OperationKind(models.TextChoices):
+    """What an agent did to a Microsoft 365 message, to be done in Graph too (the outbox)."""
+
+    READ = "read", "Mark read or unread"
+    FLAG = "flag", "Flag"
+    CATEGORIES = "categories", "Categories"
+    MOVE = "move", "Move"
+    DELETE = "delete", "Delete"
+
+
+class OperationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done in Microsoft 365"
+    FAILED = "failed", "Refused by Microsoft 365 (local state corrected)"

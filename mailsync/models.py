@@ -21,6 +21,8 @@ from mailsync.choices import (
     Importance,
     InboundStatus,
     MailboxKind,
+    OperationKind,
+    OperationStatus,
     RoundKind,
     RoundStatus,
     WellKnownFolder,
@@ -322,3 +324,36 @@ class SyncRound(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.folder or self.mailbox} ({self.status})"
+
+
+class MailOperation(models.Model):
+    """The outbox of write-back: a change made in the CRM to a Microsoft 365 message, written
+    in the same transaction as the local change and applied to Graph by the worker, in order.
+
+    Rows stay after they are applied (done or failed) so an admin can see what happened; the
+    graph id is kept because the message row may be gone (a permanent delete).
+    """
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="operations")
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="operations"
+    )
+    graph_id = models.CharField(max_length=512)
+    kind = models.CharField(max_length=12, choices=OperationKind.choices)
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=10, choices=OperationStatus.choices, default=OperationStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["mailbox", "status", "id"], name="mailop_queue")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.graph_id[:20]}… ({self.get_status_display()})"

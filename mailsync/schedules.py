@@ -23,6 +23,13 @@ def default_schedules() -> list[ScheduleSpec]:
             "subscription covers (all of them without PUBLIC_BASE_URL).",
         ),
         ScheduleSpec(
+            name="mailsync: sweep the write-back outbox",
+            task="mailsync.tasks.sweep_operations",
+            every_seconds=60,
+            description="Queues the mailboxes whose changes for Microsoft 365 still wait "
+            "(a task lost with a crashed worker).",
+        ),
+        ScheduleSpec(
             name="mailsync: requeue spooled mail",
             task="mailsync.tasks.requeue_inbound",
             every_seconds=60,

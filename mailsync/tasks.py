@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from crm.graph import subscriptions
+from crm.graph.errors import GraphThrottled, GraphUnavailable
 from mailsync import services
 from mailsync.choices import MailboxKind
 from mailsync.errors import SyncBusy
@@ -121,3 +122,27 @@ def schedule_folder_round(folder_id: int) -> None:
 
 def folder_exists(folder_id: int) -> bool:
     return MailFolder.objects.filter(pk=folder_id, sync_enabled=True).exists()
+
+
+@shared_task(
+    name="mailsync.tasks.apply_operations",
+    bind=True,
+    ignore_result=True,
+    max_retries=None,
+)
+def apply_operations(self, mailbox_id: int) -> None:
+    """Apply a mailbox's write-back outbox in order. Throttling or an outage leaves the rest
+    pending and retries with backoff (capped at ten minutes); a worker that dies mid-way
+    leaves the operation pending, so the next run (or beat's sweep) applies it."""
+    try:
+        services.operations_apply(mailbox_id=mailbox_id)
+    except (GraphThrottled, GraphUnavailable) as exc:
+        raise self.retry(countdown=min(600, 5 * 2 ** min(self.request.retries, 7))) from exc
+
+
+@shared_task(name="mailsync.tasks.sweep_operations", ignore_result=True)
+def sweep_operations() -> None:
+    """Beat: queue the mailboxes whose outbox has pending operations (a task lost with a
+    crashed worker loses no change)."""
+    for mailbox_id in services.mailboxes_with_pending_operations():
+        apply_operations.delay(mailbox_id)

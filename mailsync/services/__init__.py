@@ -8,6 +8,7 @@ from mailsync.services.inbound import (
 )
 from mailsync.services.local import inbound_deliver
 from mailsync.services.mailboxes import folder_sync_set, mailbox_connect, mailbox_disconnect
+from mailsync.services.sending import OutgoingFile, draft_save, draft_send, send_message
 from mailsync.services.sync import (
     SUBSCRIPTION_KIND,
     MailboxSyncResult,
@@ -18,10 +19,22 @@ from mailsync.services.sync import (
     mailbox_sync,
     orphans_settle,
 )
+from mailsync.services.writeback import (
+    mailboxes_with_pending_operations,
+    message_delete,
+    message_move,
+    message_set_categories,
+    message_set_flag,
+    message_set_read,
+    operations_apply,
+)
 
 __all__ = [
     "SUBSCRIPTION_KIND",
+    "OutgoingFile",
     "MailboxSyncResult",
+    "draft_save",
+    "draft_send",
     "folder_subscription_ensure",
     "folders_to_poll",
     "folder_sync",
@@ -35,5 +48,13 @@ __all__ = [
     "mailbox_connect",
     "mailbox_disconnect",
     "mailbox_sync",
+    "mailboxes_with_pending_operations",
+    "message_delete",
+    "message_move",
+    "message_set_categories",
+    "message_set_flag",
+    "message_set_read",
+    "operations_apply",
+    "send_message",
     "orphans_settle",
 ]

@@ -43,13 +43,15 @@ from crm.models import Tombstone
 from mailsync.choices import (
     DEFAULT_SYNCED_FOLDERS,
     MailboxKind,
+    OperationKind,
+    OperationStatus,
     RoundKind,
     RoundStatus,
     WellKnownFolder,
 )
 from mailsync.errors import SyncBusy
 from mailsync.graph_mapping import DELTA_SELECT, attachment_fields, header_fields, message_fields
-from mailsync.models import Attachment, Mailbox, MailFolder, Message, SyncRound
+from mailsync.models import Attachment, Mailbox, MailFolder, MailOperation, Message, SyncRound
 from mailsync.signals import message_ingested
 
 logger = logging.getLogger(__name__)
@@ -573,13 +575,15 @@ def _update_messages(state: RoundState, pairs: list[tuple[Message, dict[str, Any
     folder = state.folder
     changed: list[Message] = []
     columns: set[str] = set()
+    waiting = _waiting_write_back([message.pk for message, _ in pairs])
     for message, item in pairs:
         fields = {
             name: value
             for name, value in message_fields(item).items()
-            if getattr(message, name) != value
+            if getattr(message, name) != value and name not in waiting.get(message.pk, ())
         }
-        if message.folder_id != folder.pk or message.orphaned_at is not None:
+        moving = "folder" in waiting.get(message.pk, ())
+        if not moving and (message.folder_id != folder.pk or message.orphaned_at is not None):
             fields.update(folder_id=folder.pk, orphaned_at=None)
         if not fields:
             continue
@@ -594,6 +598,28 @@ def _update_messages(state: RoundState, pairs: list[tuple[Message, dict[str, Any
         message.change_seq = number
     Message.objects.bulk_update(changed, [*sorted(columns), "change_seq", "updated_at"])
     return len(changed)
+
+
+# The columns each kind of write-back sets; a delta round must not undo them while the
+# operation waits in the outbox (Graph still has the old value then).
+WRITE_BACK_COLUMNS = {
+    OperationKind.READ: ("is_read",),
+    OperationKind.FLAG: ("flag_status",),
+    OperationKind.CATEGORIES: ("categories",),
+    OperationKind.MOVE: ("folder",),
+    OperationKind.DELETE: ("folder",),
+}
+
+
+def _waiting_write_back(message_ids: list[int]) -> dict[int, set[str]]:
+    """For messages with pending outbox operations, the columns those operations set."""
+    waiting: dict[int, set[str]] = {}
+    rows = MailOperation.objects.filter(
+        message_id__in=message_ids, status=OperationStatus.PENDING
+    ).values_list("message_id", "kind")
+    for message_id, kind in rows:
+        waiting.setdefault(message_id, set()).update(WRITE_BACK_COLUMNS[kind])
+    return waiting
 
 
 def messages_orphan(*, mailbox: Mailbox, messages: list[Message], now=None) -> None:
