@@ -314,7 +314,11 @@ def test_thread_ids_are_bracketed_unique_and_in_reply_to_first(in_reply_to, refe
     assert all(i.startswith("<") and i.endswith(">") for i in ids)
 
 
-storable = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=120)
+# What the mail layers store: they drop NUL and lone surrogates (PostgreSQL takes neither).
+storable = st.text(
+    alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+    max_size=120,
+)
 
 
 @given(subject=storable, in_reply_to=storable)
