@@ -111,8 +111,19 @@ def subscription_ensure(
     )
     if subscription.state == SubscriptionState.ACTIVE and subscription.resource == resource:
         return subscription
+    if _backing_off(subscription):
+        return subscription  # polled meanwhile; the hourly repair tries again too
     subscription.resource, subscription.limiter_key = resource, limiter_key
     return subscription_create(subscription=subscription)
+
+
+def _backing_off(subscription: GraphSubscription) -> bool:
+    """After failures, wait 1, 2, 4… minutes (at most an hour) before trying again: every
+    round of a polled folder would otherwise ask Graph to create it once a minute."""
+    if not subscription.failures:
+        return False
+    wait = timedelta(minutes=min(2 ** (subscription.failures - 1), 60))
+    return timezone.now() - subscription.updated_at < wait
 
 
 def subscription_create(*, subscription: GraphSubscription) -> GraphSubscription:

@@ -181,3 +181,21 @@ def test_admin_lists_subscriptions_and_renews_recreates_and_deletes_them(
     admin_client.post(changelist, {**picked, "action": "delete_in_graph"})
     assert not GraphSubscription.objects.filter(pk=inbox.pk).exists()
     assert recreated not in {s.id for s in notifying.subscriptions.all()}
+
+
+def test_a_failing_subscription_is_not_retried_on_every_round(notifying, mailbox, remote, graph):
+    graph.notification_ca_file = None  # the handshake fails
+    remote.add_message("inbox", **graph_message(1))
+    services.mailbox_sync(mailbox=mailbox)
+    inbox = mailbox.folders.get(well_known="inbox")
+    attempts = GraphSubscription.objects.get(target_id=inbox.pk).failures
+
+    services.mailbox_sync(mailbox=mailbox)  # a minute later, the poll's round
+
+    assert GraphSubscription.objects.get(target_id=inbox.pk).failures == attempts
+    GraphSubscription.objects.filter(target_id=inbox.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=5)
+    )
+    services.mailbox_sync(mailbox=mailbox)  # after the wait: tried (and failed) again
+
+    assert GraphSubscription.objects.get(target_id=inbox.pk).failures == attempts + 1
