@@ -13,7 +13,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from graphsim.mail import (
@@ -30,6 +30,7 @@ from graphsim.subscriptions import (
     create_subscription,
     mailbox_by_user,
     renew_subscription,
+    user_id,
 )
 
 if TYPE_CHECKING:
@@ -158,6 +159,50 @@ def mailbox_of(server: SimulatorServer, parts: list[str]) -> Mailbox | None:
     return mailbox_by_user(server.mailboxes, parts[1])
 
 
+def delegated_request(
+    server: SimulatorServer, request: GraphRequest
+) -> GraphRequest | GraphResponse:
+    """A delegated token (authorization code flow) acts for its user: `/me/...` is read as
+    `/users/{their address}/...`, and other users' mailboxes are refused as Exchange refuses
+    them without delegate rights. App-only tokens have no `/me`."""
+    user = server.identity.delegated_user(request.authorization)
+    parts = request.parts
+    if parts[0].lower() == "me":
+        if user is None:
+            return graph_error(
+                400, "BadRequest", "/me request is only valid with delegated authentication flow."
+            )
+        return replace(request, target=_users_target(request.target, user))
+    if user is not None and parts[0] == "users" and len(parts) > 1:
+        if parts[1].lower() not in (user, user_id(user)):
+            return graph_error(
+                403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+            )
+    return request
+
+
+def _users_target(target: str, address: str) -> str:
+    """`/me/messages?$top=1` -> `/users/{address}/messages?$top=1`."""
+    path, sep, query = target.partition("?")
+    rest = path.lstrip("/")[2:]  # after "me", whatever its case
+    return f"/users/{urllib.parse.quote(address)}{rest}{sep}{query}"
+
+
+def user_resource(server: SimulatorServer, key: str) -> GraphResponse:
+    """`GET /me` or `/users/{address or id}`: the test user, or a mailbox's user."""
+    user = server.identity.users.get(key.lower()) or next(
+        (u for u in server.identity.users.values() if u.oid == key.lower()), None
+    )
+    if user is not None:
+        return GraphResponse(200, user.resource())
+    mailbox = mailbox_by_user(server.mailboxes, key)
+    if mailbox is None:
+        return graph_error(404, "Request_ResourceNotFound", f"Resource '{key}' does not exist.")
+    address = mailbox.address
+    resource = {"id": user_id(address), "mail": address, "userPrincipalName": address}
+    return GraphResponse(200, {**resource, "displayName": address.partition("@")[0]})
+
+
 def handle(
     server: SimulatorServer, request: GraphRequest, *, in_batch: bool = False
 ) -> GraphResponse:
@@ -165,9 +210,14 @@ def handle(
     batch already holds the slot (and has waited the response delay) for all its requests."""
     if not authenticated(server, request.authorization):
         return unauthenticated()
-    parts = request.parts
-    if parts[0].lower() == "subscriptions":
+    if request.parts[0].lower() == "subscriptions":
         return subscription_route(server, request)
+    delegated = delegated_request(server, request)
+    if isinstance(delegated, GraphResponse):
+        return delegated
+    request, parts = delegated, delegated.parts
+    if request.method == "GET" and len(parts) == 2 and parts[0] == "users":
+        return user_resource(server, parts[1])
     if request.method != "GET" and (in_batch or request.method not in WRITE_METHODS):
         return graph_error(405, "MethodNotAllowed", "Not a method the simulator answers here.")
     if len(parts) < 3 or parts[0] != "users":

@@ -1,7 +1,9 @@
 """The simulator's HTTPS server and the identity platform endpoints MSAL calls.
 
-The identity part is what every Graph request needs first: OpenID discovery for the tenant and
-the token endpoint with the client-credentials grant, with Azure AD's error shapes. Graph
+The identity part is what every Graph request needs first: OpenID discovery for the tenant, the
+token endpoint (client credentials, authorization code with PKCE, refresh tokens), the authorize
+endpoint standing in for the sign-in pages and the id tokens' signing keys; the logic and Azure
+AD's error shapes are in `graphsim.identity`. Graph
 requests below `/v1.0` are answered by `graphsim.routes` (and `graphsim.batch` for `$batch`);
 this module only speaks HTTP, injects faults (`graphsim.faults`) and counts concurrency. The
 server also holds the change-notification subscriptions and their notifier
@@ -12,19 +14,25 @@ and the pre-authenticated upload URLs of attachment upload sessions.
 
 from __future__ import annotations
 
-import secrets
 import ssl
 import threading
 import time
 import urllib.parse
 from collections import Counter
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from graphsim.batch import run_batch
 from graphsim.faults import Fault, FaultPlan, garbage_body, status_fault_response
+from graphsim.identity import (
+    IdentityState,
+    TestUser,
+    TokenContext,
+    authorize,
+    jwks,
+    token_response,
+)
 from graphsim.mail import Mailbox
 from graphsim.routes import (
     GraphRequest,
@@ -35,8 +43,6 @@ from graphsim.routes import (
     throttled_concurrency,
 )
 from graphsim.subscriptions import (
-    DEFAULT_TENANT,
-    Caller,
     Notifier,
     SubscriptionStore,
     burst_deliveries,
@@ -51,43 +57,7 @@ from graphsim.writes import (
     upload_session_of,
 )
 
-TOKEN_LIFETIME_SECONDS = 3599
 MAILBOX_CONCURRENCY = 4
-
-
-@dataclass
-class IdentityState:
-    """Registered apps per tenant, and the access tokens handed out (token -> expiry), with
-    the tenant and app each was issued to (subscriptions record them)."""
-
-    apps: dict[tuple[str, str], str] = field(default_factory=dict)
-    tokens: dict[str, float] = field(default_factory=dict)
-    callers: dict[str, Caller] = field(default_factory=dict)
-    token_requests: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def register_app(self, *, tenant: str, client_id: str, secret: str) -> None:
-        self.apps[(tenant, client_id)] = secret
-
-    def issue_token(self, *, tenant: str = DEFAULT_TENANT, client_id: str = "") -> str:
-        token = "sim." + secrets.token_urlsafe(24)
-        with self.lock:
-            self.tokens[token] = time.time() + TOKEN_LIFETIME_SECONDS
-            self.callers[token] = Caller(tenant=tenant, client_id=client_id)
-            self.token_requests += 1
-        return token
-
-    def caller(self, authorization: str) -> Caller:
-        """Who an `Authorization: Bearer ...` header belongs to."""
-        return self.callers.get(authorization.partition(" ")[2], Caller())
-
-    def token_valid(self, token: str) -> bool:
-        return self.tokens.get(token, 0) > time.time()
-
-    def expire_all_tokens(self) -> None:
-        """As if every token's hour had passed: Graph answers 401 until a new one is fetched."""
-        with self.lock:
-            self.tokens = dict.fromkeys(self.tokens, 0.0)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -155,7 +125,24 @@ class Handler(BaseHTTPRequestHandler):
         if rest == "/v2.0/.well-known/openid-configuration":
             self._send_json(200, self.server.openid_configuration(tenant))
             return
+        if rest == "/oauth2/v2.0/authorize":
+            self._authorize(tenant)
+            return
+        if rest == "/discovery/v2.0/keys":
+            self._send_json(200, jwks(self.server.identity, self.server.issuer(tenant)))
+            return
         self._send_json(404, {"error": {"code": "NotFound", "message": "No such resource."}})
+
+    def _authorize(self, tenant: str) -> None:
+        """The sign-in and consent pages: a redirect back to the app, or an error page."""
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        answer = authorize(self.server.identity, tenant, {k: v[0] for k, v in query.items()})
+        if answer.location is not None:
+            headers = {"Location": answer.location, "Content-Type": "text/html; charset=utf-8"}
+            self._send(GraphResponse(answer.status, b"", headers))
+        else:
+            headers = {"Content-Type": "text/html; charset=utf-8"}
+            self._send(GraphResponse(answer.status, answer.page.encode(), headers))
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib hook
         # Read the body first, whatever happens next, so a kept-alive connection stays in step.
@@ -247,7 +234,13 @@ class SimulatorServer(ThreadingHTTPServer):
     "delete", "permanentDelete", "createDraft", "createReply", "createReplyAll",
     "createForward", "send", "sendMail", "addAttachment", "deleteAttachment",
     "createUploadSession", "uploadChunk", "uploadedAttachment"), `sent_messages` (each sent
-    message as it went out, attachments included), `expire_upload_sessions`."""
+    message as it went out, attachments included), `expire_upload_sessions`.
+
+    Identity (`graphsim.identity`, on `identity`): `register_app(..., redirect_uris=[...])`,
+    `add_user` (which also creates the user's mailbox here), `sign_in` / `sign_out`,
+    `deny_consent`, `revoke_refresh_tokens`, `expire_refresh_tokens`,
+    `expire_authorization_codes`, `expire_all_tokens`; `authorize_requests` and
+    `grant_counts` for assertions."""
 
     daemon_threads = True
 
@@ -259,6 +252,7 @@ class SimulatorServer(ThreadingHTTPServer):
         context.load_cert_chain(pki.server_cert, pki.server_key)
         self.socket = context.wrap_socket(self.socket, server_side=True)
         self.identity = IdentityState()
+        self.identity.user_added = self._user_mailbox
         self.mailboxes: dict[str, Mailbox] = {}
         self.graph_requests = 0
         self.response_delay = 0.0
@@ -326,6 +320,11 @@ class SimulatorServer(ThreadingHTTPServer):
         mailbox.change_listener = self.notifier.mail_changed
         self.mailboxes[address.lower()] = mailbox
         return mailbox
+
+    def _user_mailbox(self, user: TestUser) -> None:
+        """A test user has a mailbox at their address, as every licensed user does."""
+        if user.email not in self.mailboxes:
+            self.add_mailbox(user.email)
 
     # Writes, for tests
 
@@ -400,53 +399,35 @@ class SimulatorServer(ThreadingHTTPServer):
     def base_url(self) -> str:
         return f"https://127.0.0.1:{self.server_address[1]}"
 
+    def issuer(self, tenant: str) -> str:
+        return f"{self.base_url}/{tenant}/v2.0"
+
     def openid_configuration(self, tenant: str) -> dict[str, Any]:
         base = f"{self.base_url}/{tenant}"
         return {
-            "issuer": f"{self.base_url}/{tenant}/v2.0",
+            "issuer": self.issuer(tenant),
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
             "token_endpoint": f"{base}/oauth2/v2.0/token",
             "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
             "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
             "response_types_supported": ["code", "id_token", "code id_token", "token id_token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
             "tenant_region_scope": "EU",
         }
 
     def token(self, tenant: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        """The client-credentials grant, with Azure AD's error codes for what goes wrong."""
-        if form.get("grant_type") != "client_credentials":
-            return 400, _aad_error("unsupported_grant_type", "AADSTS70003", "Grant not supported.")
-        secret = self.identity.apps.get((tenant, form.get("client_id", "")))
-        if secret is None:
-            return 400, _aad_error(
-                "unauthorized_client", "AADSTS700016", "Application not found in the tenant."
-            )
-        if not secrets.compare_digest(secret, form.get("client_secret", "")):
-            return 401, _aad_error("invalid_client", "AADSTS7000215", "Invalid client secret.")
-        if not form.get("scope", "").endswith("/.default"):
-            return 400, _aad_error("invalid_scope", "AADSTS1002012", "Scope must be /.default.")
-        return 200, {
-            "token_type": "Bearer",
-            "expires_in": TOKEN_LIFETIME_SECONDS,
-            "ext_expires_in": TOKEN_LIFETIME_SECONDS,
-            "access_token": self.identity.issue_token(
-                tenant=tenant, client_id=form.get("client_id", "")
-            ),
-        }
+        """The client-credentials, authorization-code and refresh-token grants, with Azure
+        AD's error codes for what goes wrong (see `graphsim.identity`)."""
+        return token_response(self.identity, TokenContext(tenant, self.issuer(tenant)), form)
 
 
 def unknown_upload_session() -> GraphResponse:
     return graph_error(404, "ErrorItemNotFound", "The upload session does not exist or expired.")
-
-
-def _aad_error(error: str, code: str, description: str) -> dict[str, Any]:
-    return {
-        "error": error,
-        "error_description": f"{code}: {description}",
-        "error_codes": [int(code.removeprefix("AADSTS"))],
-        "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
-    }
 
 
 def start(
