@@ -437,5 +437,9 @@ def start(
     `notification_ca` is the CA file that notification endpoints' certificates are verified
     against (default: the system's CAs)."""
     server = SimulatorServer(pki, port, notification_ca=notification_ca)
-    threading.Thread(target=server.serve_forever, name="graphsim", daemon=True).start()
+    # A short poll interval: `shutdown()` waits for the loop's next poll, and every test that
+    # uses the simulator shuts one down (the default half second added up to minutes).
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="graphsim", daemon=True
+    ).start()
     return server

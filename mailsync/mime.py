@@ -248,7 +248,7 @@ def _text_codec(charset: str | None) -> str | None:
     except (LookupError, ValueError, TypeError):
         return None
     # Only charsets: "base64", "rot13" or "unicode_escape" are Python codecs, not charsets.
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+    if not getattr(info, "_is_text_encoding", True) or info.name.replace("-", "_") in _NOT_CHARSETS:
         return None
     return info.name
 

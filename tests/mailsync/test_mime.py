@@ -9,9 +9,11 @@ import os
 import resource
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mailsync import mime
 from mailsync.mime import ParsedMessage, parse_message
 from tests.mailsync import mime_samples as samples
 
@@ -471,3 +473,17 @@ Content-Type: text/html
     parsed = parse_message(data)
 
     assert parsed.body_text.startswith("kept")
+
+
+@pytest.mark.parametrize("charset", ["unicode-escape", "raw_unicode_escape", "idna", "rot13"])
+def test_python_codecs_that_are_no_charsets_are_refused_as_unknown(charset):
+    problems: list[str] = []
+
+    class Problems:
+        def add(self, text: str) -> None:
+            problems.append(text)
+
+    text = mime.decode_bytes(b"caf\\xc3\\xa9 \\u00e9", charset, Problems(), "body")
+
+    assert text == "caf\\xc3\\xa9 \\u00e9"
+    assert problems == [f"body: unknown charset {charset!r}, read as UTF-8"]
