@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import time
 import urllib.parse
 import urllib.request
 
 import psycopg
 
-from bench.common import PG, bench_env, manage, start_uvicorn, write_section
+from bench.common import PG, bench_env, manage, measure, start_uvicorn, timed_get, write_section
 
 TEMPLATE = "crm_bench_1m_tpl"
 SCRATCH = "crm_bench_1m_run"
@@ -72,30 +71,12 @@ def _scratch_copy() -> None:
     _admin(f'CREATE DATABASE "{SCRATCH}" TEMPLATE "{TEMPLATE}"')
 
 
-def _get(url: str, key: str) -> tuple[float, float, dict]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Token {key}"})
-    started = time.perf_counter()
-    with urllib.request.urlopen(request) as response:
-        body = json.load(response) if "json" in response.headers["Content-Type"] else {}
-        server = float(response.headers["Server-Timing"].split("dur=")[1])
-    return (time.perf_counter() - started) * 1000, server, body
+def _get(url: str, key: str) -> dict:
+    return json.loads(timed_get(url, {"Authorization": f"Token {key}"})[2])
 
 
 def _measure(urls: list[str], key: str) -> dict[str, float]:
-    """Request each URL in turn (a sample is the sum over the list), after a warm-up."""
-    for url in urls:
-        _get(url, key)
-    client, server = [], []
-    for _ in range(SAMPLES):
-        totals = [_get(url, key)[:2] for url in urls]
-        client.append(sum(t[0] for t in totals))
-        server.append(sum(t[1] for t in totals))
-    return {
-        "p50": statistics.median(client),
-        "p95": statistics.quantiles(client, n=20)[18],
-        "server_p50": statistics.median(server),
-        "server_p95": statistics.quantiles(server, n=20)[18],
-    }
+    return measure(urls, {"Authorization": f"Token {key}"}, SAMPLES)
 
 
 SETUP = """
@@ -126,7 +107,7 @@ def run() -> None:
         list_url = f"{base}/cases?{query}&status=new&status=in_progress"
         deep = f"{base}/cases?{query}"
         for _ in range(DEEP_PAGES):
-            deep = _get(deep, key)[2]["next"]
+            deep = _get(deep, key)["next"]
         rows = {
             "list": _measure([list_url], key),
             "deep page": _measure([deep], key),

@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import time
 import urllib.request
@@ -112,3 +113,32 @@ def write_section(name: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     REPORT.write_text(text)
+
+
+def timed_get(url: str, headers: dict[str, str]) -> tuple[float, float, bytes]:
+    """GET `url`: (milliseconds the client waited, milliseconds the server reported in its
+    `Server-Timing` header, the body)."""
+    request = urllib.request.Request(url, headers=headers)
+    started = time.perf_counter()
+    with urllib.request.urlopen(request) as response:  # noqa: S310 - loopback
+        body = response.read()
+        server = float(response.headers["Server-Timing"].split("dur=")[1])
+    return (time.perf_counter() - started) * 1000, server, body
+
+
+def measure(urls: list[str], headers: dict[str, str], samples: int) -> dict[str, float]:
+    """Request each URL in turn (a sample is the sum over the list), after a warm-up:
+    p50 and p95 as the client saw them and as the server reported them."""
+    for url in urls:
+        timed_get(url, headers)
+    client, server = [], []
+    for _ in range(samples):
+        totals = [timed_get(url, headers)[:2] for url in urls]
+        client.append(sum(t[0] for t in totals))
+        server.append(sum(t[1] for t in totals))
+    return {
+        "p50": statistics.median(client),
+        "p95": statistics.quantiles(client, n=20)[18],
+        "server_p50": statistics.median(server),
+        "server_p95": statistics.quantiles(server, n=20)[18],
+    }

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
-import time
 import urllib.parse
 import urllib.request
 
 from bench.cases_api import _scratch_copy, build_data
-from bench.common import bench_env, manage, start_uvicorn, write_section
+from bench.common import bench_env, manage, measure, start_uvicorn, timed_get, write_section
 
 PORT = 8973
 SAMPLES = 40
@@ -46,35 +44,11 @@ print(json.dumps({
 """
 
 
-def _get(url: str, cookie: str) -> tuple[float, float, str]:
-    request = urllib.request.Request(url, headers={"Cookie": cookie})
-    started = time.perf_counter()
-    with urllib.request.urlopen(request) as response:
-        body = response.read().decode()
-        server = float(response.headers["Server-Timing"].split("dur=")[1])
-    return (time.perf_counter() - started) * 1000, server, body
-
-
-def _measure(url: str, cookie: str) -> dict[str, float]:
-    _get(url, cookie)
-    client, server = [], []
-    for _ in range(SAMPLES):
-        total, own, _ = _get(url, cookie)
-        client.append(total)
-        server.append(own)
-    return {
-        "p50": statistics.median(client),
-        "p95": statistics.quantiles(client, n=20)[18],
-        "server_p50": statistics.median(server),
-        "server_p95": statistics.quantiles(server, n=20)[18],
-    }
-
-
 def _deep_page(base: str, cookie: str) -> str:
     """The URL of page DEEP_PAGES + 1 of the team's queue, reached by following Next."""
     url = f"{base}/cases/?view=team&is_open="
     for _ in range(DEEP_PAGES):
-        body = _get(url, cookie)[2]
+        body = timed_get(url, {"Cookie": cookie})[2].decode()
         link = body.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0]
         url = f"{base}/cases/" + link.replace("&amp;", "&")
     return url
@@ -109,7 +83,7 @@ def run() -> None:
         rows = {}
         for name, url in pages.items():
             try:
-                rows[name] = _measure(url, cookie)
+                rows[name] = measure([url], {"Cookie": cookie}, SAMPLES)
             except urllib.error.HTTPError as error:
                 rows[name] = {"error": error.code}
     finally:

@@ -31,6 +31,7 @@ from cases.models import Case, CaseLink, CaseMessage, CaseMessageId, Customer
 from cases.services.cases import case_change_status, case_create, validate_transition
 from cases.services.customers import customer_create
 from cases.services.timeline import timeline_record
+from crm.db import equals_ignoring_case
 from crm.models import Team
 from mailsync.choices import WellKnownFolder
 from mailsync.models import Mailbox, Message
@@ -107,8 +108,8 @@ def _is_own_address(address: str) -> bool:
     address = address.strip().lower()
     if not address:
         return False
-    mailboxes = Mailbox.objects.filter(address__iexact=address).values("pk")
-    teams = Team.objects.filter(email__iexact=address).values("pk")
+    mailboxes = Mailbox.objects.filter(equals_ignoring_case("address", address)).values("pk")
+    teams = Team.objects.filter(equals_ignoring_case("email", address)).values("pk")
     return mailboxes.union(teams).exists()  # one query on intake's hot path
 
 
