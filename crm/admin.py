@@ -23,14 +23,16 @@ from django.db import models, transaction
 from django.db.models import Count, Prefetch, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils.html import format_html
 
-from crm import selectors, services
+from crm import alerts, selectors, services
 from crm.choices import Role
 from crm.errors import ServiceError
 from crm.graph import subscriptions
 from crm.models import (
     AgentProfile,
     ApiToken,
+    GraphAppSecret,
     GraphSubscription,
     Heartbeat,
     Team,
@@ -719,3 +721,48 @@ class GraphSubscriptionAdmin(admin.ModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # deleting rows alone would leave Graph calling
         return actions
+
+
+STATE_COLOURS = {
+    alerts.SecretState.OK: "#1e7e34",
+    alerts.SecretState.EXPIRES_SOON: "#b26a00",
+    alerts.SecretState.EXPIRED: "#ba2121",
+}
+
+
+@admin.register(GraphAppSecret)
+class GraphAppSecretAdmin(admin.ModelAdmin):
+    """Expiry dates of the Entra app registration's client secrets (never the secrets): beat
+    warns admins by email before one expires and the admin index shows a notice."""
+
+    list_display = ["label", "client_id", "expires_at", "days_left", "state"]
+    search_fields = ["label", "client_id", "note"]
+    ordering = ["expires_at"]
+    fields = [
+        "client_id",
+        "label",
+        "expires_at",
+        "note",
+        "warned_days",
+        "expired_warned_at",
+        "last_warned_at",
+    ]
+    readonly_fields = ["warned_days", "expired_warned_at", "last_warned_at"]
+
+    @admin.display(description="Days left", ordering="expires_at")
+    def days_left(self, secret: GraphAppSecret) -> int:
+        return alerts.days_left(expires_at=secret.expires_at)
+
+    @admin.display(description="State", ordering="expires_at")
+    def state(self, secret: GraphAppSecret) -> str:
+        state = alerts.app_secret_state(expires_at=secret.expires_at)
+        return format_html(
+            '<strong class="app-secret-state" style="color: {}">{}</strong>',
+            STATE_COLOURS[state],
+            state,
+        )
+
+    def save_model(
+        self, request: HttpRequest, obj: GraphAppSecret, form: forms.Form, change: bool
+    ) -> None:
+        alerts.app_secret_save(secret=obj)

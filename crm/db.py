@@ -7,10 +7,14 @@ Schema only PostgreSQL has (tsvector triggers, GIN and trigram indexes) goes thr
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import timedelta
 
 from django.db import connection, migrations, models
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.db.models.lookups import Exact
+from django.utils import timezone
 
 
 class PostgresOnlySQL(migrations.RunSQL):
@@ -94,3 +98,41 @@ def _copy_value(field: models.Field):
         return lambda obj: json.dumps(getattr(obj, field.attname), cls=encoder)
     attname = field.attname
     return lambda obj: getattr(obj, attname)
+
+
+# --- leases: one process at a time on a row, surviving crashed holders ---------------------------
+
+
+def lease_take(model: type[models.Model], pk: int, *, seconds: float, prefix: str = "lease") -> str:
+    """Take the lease of one row (columns `{prefix}_owner`, `{prefix}_expires_at`) if nobody
+    holds it or the holder's lease ran out (a crashed process); returns the holder's token,
+    or "" when another process holds it."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    expires = f"{prefix}_expires_at"
+    taken = (
+        model._default_manager.filter(pk=pk)
+        .filter(Q(**{f"{expires}__isnull": True}) | Q(**{f"{expires}__lt": now}))
+        .update(**{f"{prefix}_owner": token, expires: now + timedelta(seconds=seconds)})
+    )
+    return token if taken else ""
+
+
+def lease_renew(
+    model: type[models.Model], pk: int, token: str, *, seconds: float, prefix: str = "lease"
+) -> bool:
+    """Push the lease's end out again; False if it is no longer ours (it ran out and another
+    process took it), and the work must stop."""
+    return bool(
+        model._default_manager.filter(pk=pk, **{f"{prefix}_owner": token}).update(
+            **{f"{prefix}_expires_at": timezone.now() + timedelta(seconds=seconds)}
+        )
+    )
+
+
+def lease_give_back(
+    model: type[models.Model], pk: int, token: str, *, prefix: str = "lease"
+) -> None:
+    model._default_manager.filter(pk=pk, **{f"{prefix}_owner": token}).update(
+        **{f"{prefix}_owner": "", f"{prefix}_expires_at": None}
+    )

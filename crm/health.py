@@ -4,6 +4,12 @@
 cache and the Celery broker answer, 503 otherwise; it also reports the age of the last beat
 heartbeat, which does not decide readiness (a web process can serve while beat is down) but
 tells an operator at a glance whether scheduled work is running.
+
+It also summarises the Microsoft 365 app secrets whose expiry admins recorded
+(`crm.alerts.app_secrets_report`): `ok` turns false once one has expired, yet readiness never
+depends on it. Taking the web process out of a load balancer would not bring the secret back;
+it would only add an outage of the agents' UI to the outage of Graph sync. The report names no
+secret and no client id, because the probe answers without authentication.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from kombu import Connection
 
-from crm import selectors
+from crm import alerts, selectors
 
 CHECK_TIMEOUT_SECONDS = 3
 
@@ -84,6 +90,13 @@ def _heartbeat_report() -> dict[str, Any]:
     }
 
 
+def _app_secrets_report() -> dict[str, Any]:
+    try:
+        return alerts.app_secrets_report()
+    except Exception as exc:  # noqa: BLE001 - the database check reports the cause
+        return {"ok": False, "error": type(exc).__name__}
+
+
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -94,5 +107,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks = {name: _run(check) for name, check in CHECKS.items()}
     ready = all(result["ok"] for result in checks.values())
     checks["beat_heartbeat"] = _heartbeat_report()
+    checks["app_secrets"] = _app_secrets_report()
     body = {"status": "ok" if ready else "fail", "checks": checks}
     return JsonResponse(body, status=200 if ready else 503)

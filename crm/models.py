@@ -251,3 +251,78 @@ class GraphSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.target_id}: {self.resource}"
+
+
+def default_client_id() -> str:
+    """The app registration the CRM signs in with; a callable so migrations do not freeze it."""
+    from django.conf import settings
+
+    return settings.MS_CLIENT_ID
+
+
+class GraphAppSecret(models.Model):
+    """When a client secret of the Microsoft Entra app registration expires.
+
+    Entra ID secrets expire (two years at most in the portal) and nothing tells the CRM; when
+    one does, mail sync, calendars and sign-in with Microsoft stop at once. An admin records
+    the expiry here (never the secret: that stays in MS_CLIENT_SECRET) and
+    `crm.alerts.app_secrets_warn_due` emails admins before it runs out. `warned_days` and
+    `expired_warned_at` remember what was sent so each warning goes out once; a new expiry
+    (the next rotation) forgets them (`crm.alerts.app_secret_save`).
+    """
+
+    client_id = models.CharField(
+        "application (client) ID",
+        max_length=100,
+        blank=True,
+        default=default_client_id,
+        help_text="Entra ID > App registrations > the app > Overview. Defaults to MS_CLIENT_ID.",
+    )
+    label = models.CharField(
+        max_length=200,
+        help_text="Which secret, e.g. “CRM production secret” (its Description in Entra ID).",
+    )
+    expires_at = models.DateTimeField(
+        help_text="The Expires date in Entra ID > App registrations > Certificates & secrets."
+    )
+    note = models.TextField(
+        blank=True, help_text="Optional: where the secret is stored (vault, server, .env)."
+    )
+    warned_days = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="Warning thresholds (days before expiry) already emailed for this expiry.",
+    )
+    expired_warned_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_warned_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Microsoft 365 app secret"
+        ordering = ["expires_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client_id", "label"],
+                name="crm_appsecret_unique_label",
+                violation_error_message="This app registration has a secret with this label.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.client_id})"
+
+    def clean(self) -> None:
+        """Blank is allowed on the field only so that this message, naming the setting, shows."""
+        super().clean()
+        self.client_id = self.client_id.strip()
+        if not self.client_id:
+            raise ValidationError(
+                {
+                    "client_id": "Enter the application (client) ID of the app registration: "
+                    "MS_CLIENT_ID is not set, so there is no default."
+                }
+            )
+        if any(char.isspace() for char in self.client_id):
+            raise ValidationError({"client_id": "An application (client) ID has no spaces."})

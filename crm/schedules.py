@@ -39,4 +39,11 @@ def default_schedules() -> list[ScheduleSpec]:
             every_seconds=3600,
             description="Recreates subscriptions that expired, were removed or keep failing.",
         ),
+        ScheduleSpec(
+            name="crm: warn before app secrets expire",
+            task="crm.tasks.app_secrets_check",
+            every_seconds=24 * 3600,
+            description="Emails admins at APP_SECRET_WARN_DAYS before a recorded Microsoft "
+            "365 app secret expires, and once when it has.",
+        ),
     ]

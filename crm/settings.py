@@ -97,6 +97,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "crm.context_processors.site",
+                "crm.alerts.admin_notices",
             ],
         },
     },
@@ -219,6 +220,10 @@ MS_TENANT_ID = env.str("MS_TENANT_ID", default="")
 MS_AUTHORITY_HOST = env.str("MS_AUTHORITY_HOST", default="https://login.microsoftonline.com")
 GRAPH_API_URL = env.str("GRAPH_API_URL", default="https://graph.microsoft.com/v1.0")
 MS_CA_BUNDLE = env.str("MS_CA_BUNDLE", default="")
+# What an agent consents to when connecting their own mailbox (delegated Graph permissions).
+MS_DELEGATED_SCOPES = env.list(
+    "MS_DELEGATED_SCOPES", default=["Mail.ReadWrite", "Mail.Send", "User.Read"]
+)
 GRAPH_TIMEOUT_SECONDS = env.int("GRAPH_TIMEOUT_SECONDS", default=30)
 GRAPH_MAX_RETRIES = env.int("GRAPH_MAX_RETRIES", default=6)
 GRAPH_RETRY_BASE_SECONDS = env.float("GRAPH_RETRY_BASE_SECONDS", default=1.0)
@@ -237,6 +242,14 @@ GRAPH_BREAKER_COOLDOWN_SECONDS = env.float("GRAPH_BREAKER_COOLDOWN_SECONDS", def
 MAIL_DELTA_PAGE_SIZE = env.int("MAIL_DELTA_PAGE_SIZE", default=100)
 MAIL_SYNC_LEASE_SECONDS = env.int("MAIL_SYNC_LEASE_SECONDS", default=600)
 MAIL_SYNC_INTERVAL_SECONDS = env.int("MAIL_SYNC_INTERVAL_SECONDS", default=300)
+# One process applies a mailbox's write-back outbox at a time; a crashed one's lease runs out
+# after this long (keep it above the longest Retry-After Graph sends, typically minutes).
+MAIL_OUTBOX_LEASE_SECONDS = env.int("MAIL_OUTBOX_LEASE_SECONDS", default=300)
+# Admins get an email when a Microsoft 365 mailbox has not synced without errors for this
+# long; agents' own mailboxes redeem their refresh token at least this often (keeps it alive
+# and finds a revoked one before the agent notices).
+MAILBOX_SYNC_ALERT_MINUTES = env.int("MAILBOX_SYNC_ALERT_MINUTES", default=60)
+DELEGATED_REFRESH_HOURS = env.int("DELEGATED_REFRESH_HOURS", default=24)
 # Graph change notifications (crm.graph.subscriptions): they are subscribed only when the
 # CRM has a public https address Graph can call (`PUBLIC_BASE_URL`); lifetime in minutes (the
 # longest Graph allows for Outlook resources); a notification's round starts after the
@@ -281,6 +294,13 @@ EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+# A mail server that stops answering must not hold a worker (or a row lock) forever.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+# Alerts to admins (crm.alerts.email_admins) go to every active superuser plus these addresses.
+ADMINS = [(address, address) for address in env.list("ADMINS", default=[])]
+EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default=f"[{SITE_NAME}] ")
+# Days before an app secret's expiry (entered in admin) at which admins are emailed, once each.
+APP_SECRET_WARN_DAYS = env.list("APP_SECRET_WARN_DAYS", cast=int, default=[30, 7, 1])
 
 # Email intake (cases): a sender opening more new cases than this in an hour is a flood;
 # further messages are recorded without opening cases.

@@ -1,8 +1,10 @@
 """Kernel Celery tasks: thin wrappers over services (DESIGN.md habit 4)."""
 
+import smtplib
+
 from celery import shared_task
 
-from crm import services
+from crm import alerts, services
 from crm.graph import subscriptions
 
 
@@ -27,3 +29,19 @@ def subscriptions_renew() -> None:
 def subscriptions_repair() -> None:
     """Beat, hourly: recreate Graph subscriptions that expired or keep failing."""
     subscriptions.subscriptions_repair()
+
+
+@shared_task(
+    name="crm.tasks.app_secrets_check",
+    ignore_result=True,
+    autoretry_for=(smtplib.SMTPException, OSError),
+    retry_backoff=60,
+    retry_backoff_max=3600,
+    max_retries=6,
+)
+def app_secrets_check() -> None:
+    """Beat, daily: email admins about app secrets that expire soon or expired (each once).
+
+    Retried when the mail server fails: a missed day could be the last warning before expiry.
+    """
+    alerts.app_secrets_warn_due()

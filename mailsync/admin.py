@@ -4,15 +4,19 @@ rounds' progress. Messages are read-only here (they change through sync and serv
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
 from crm.admin import ScopedAdminMixin, adopt, is_admin
+from crm.alerts import AdminNotice, admin_notice_provider
 from mailsync import selectors, services
 from mailsync.models import (
+    DelegatedGrant,
     InboundMessage,
     Mailbox,
     MailFolder,
@@ -49,12 +53,12 @@ class FolderInline(admin.TabularInline):
 
 @admin.register(Mailbox)
 class MailboxAdmin(ScopedAdminMixin, admin.ModelAdmin):
-    list_display = ["address", "kind", "team", "owner", "sync_enabled", "last_synced_at",
-                    "status"]  # fmt: skip
-    list_filter = ["kind", "sync_enabled", "team"]
+    list_display = ["address", "kind", "team", "owner", "sync_enabled", "access",
+                    "last_clean_sync_at", "status"]  # fmt: skip
+    list_filter = ["kind", "sync_enabled", "team", "grant__reconnect_needed"]
     search_fields = ["address", "display_name"]
-    list_select_related = ["team", "owner"]
-    actions = ["sync_now"]
+    list_select_related = ["team", "owner", "grant"]
+    actions = ["sync_now", "check_sign_in"]
 
     def delete_model(self, request: HttpRequest, obj: Mailbox) -> None:
         services.mailbox_disconnect(mailbox=obj)
@@ -80,15 +84,18 @@ class MailboxAdmin(ScopedAdminMixin, admin.ModelAdmin):
         if obj is None:
             return list(MailboxAddForm.Meta.fields)
         return ["address", "display_name", "kind", "team", "owner", "sync_enabled",
-                "last_synced_at", "last_error"]  # fmt: skip
+                "last_synced_at", "last_clean_sync_at", "last_error"]  # fmt: skip
 
     def get_readonly_fields(self, request: HttpRequest, obj: Mailbox | None = None) -> list[str]:
         if obj is None:
             return []
-        return ["address", "kind", "team", "owner", "last_synced_at", "last_error"]
+        return ["address", "kind", "team", "owner", "last_synced_at", "last_clean_sync_at",
+                "last_error"]  # fmt: skip
 
     def get_inlines(self, request: HttpRequest, obj: Mailbox | None):
-        return [FolderInline] if obj is not None else []
+        if obj is None:
+            return []
+        return [GrantInline, FolderInline] if hasattr(obj, "grant") else [FolderInline]
 
     def save_model(self, request: HttpRequest, obj: Mailbox, form, change: bool) -> None:
         if change:
@@ -116,6 +123,21 @@ class MailboxAdmin(ScopedAdminMixin, admin.ModelAdmin):
                 )
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
+    @admin.display(description="Access")
+    def access(self, mailbox: Mailbox) -> str:
+        """Whose sign-in the mailbox syncs with, and whether its owner must connect it again."""
+        if not mailbox.is_m365:
+            return "hosted by the CRM"
+        grant = getattr(mailbox, "grant", None)
+        if grant is None:
+            return "app (shared)"
+        if grant.reconnect_needed:
+            return format_html(
+                '<strong style="color:#b3261e" title="{}">reconnect needed</strong>',
+                grant.last_error[:500],
+            )
+        return format_html("agent's sign-in ({})", grant.username)
+
     @admin.display(description="Last round")
     def status(self, mailbox: Mailbox) -> str:
         if mailbox.last_error:
@@ -134,6 +156,29 @@ class MailboxAdmin(ScopedAdminMixin, admin.ModelAdmin):
             f"A sync round was queued for {len(ids)} mailbox(es); follow it under Sync rounds.",
             messages.SUCCESS,
         )
+
+    @admin.action(description="Check the agent's sign-in now")
+    def check_sign_in(self, request: HttpRequest, queryset: QuerySet[Mailbox]) -> None:
+        """Redeem the refresh token of each selected agent's mailbox and report the outcome."""
+        for mailbox in queryset.filter(grant__isnull=False):
+            grant = services.grant_check(mailbox=mailbox)
+            if grant.last_error:
+                self.message_user(request, f"{mailbox}: {grant.last_error}", messages.ERROR)
+            else:
+                self.message_user(request, f"{mailbox}: the sign-in works.", messages.SUCCESS)
+
+
+class GrantInline(admin.StackedInline):
+    """The health of an agent's sign-in; only the agent can renew it (from their profile)."""
+
+    model = DelegatedGrant
+    can_delete = False
+    fields = ["username", "connected_by", "connected_at", "last_token_at", "refreshed_at",
+              "reconnect_needed", "last_error", "last_error_at", "scopes"]  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Mailbox | None = None) -> bool:
+        return False
 
 
 @admin.register(Message)
@@ -253,3 +298,23 @@ class MailOperationAdmin(admin.ModelAdmin):
         for mailbox_id in mailboxes:
             apply_operations.delay(mailbox_id)
         self.message_user(request, f"Queued {len(mailboxes)} mailbox(es).")
+
+
+@admin_notice_provider
+def mailbox_notices(request: HttpRequest) -> list[AdminNotice]:
+    """Mailboxes that stopped syncing, on the admin index (the email goes out once; this
+    stays until they sync again)."""
+    if not request.user.has_perm("mailsync.view_mailbox"):
+        return []
+    stale = list(selectors.mailboxes_stale().values_list("address", flat=True)[:6])
+    if not stale:
+        return []
+    shown = ", ".join(stale[:5]) + (" and more" if len(stale) > 5 else "")
+    return [
+        AdminNotice(
+            level="warning",
+            text=f"Not synced for over {settings.MAILBOX_SYNC_ALERT_MINUTES} minutes: {shown}.",
+            url=reverse("admin:mailsync_mailbox_changelist"),
+            link_text="Mailboxes",
+        )
+    ]

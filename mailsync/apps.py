@@ -7,11 +7,13 @@ class MailsyncConfig(AppConfig):
     verbose_name = "Mail"
 
     def ready(self) -> None:
-        from crm.graph import subscriptions
+        from crm.graph import auth, subscriptions
         from mailsync import tasks
+        from mailsync.services.delegated import tokens_for_mailbox
         from mailsync.services.sync import SUBSCRIPTION_KIND
 
         post_migrate.connect(_install_default_schedules, sender=self)
+        auth.register_token_resolver(tokens_for_mailbox)
         subscriptions.register(
             SUBSCRIPTION_KIND,
             schedule_round=tasks.schedule_folder_round,

@@ -15,6 +15,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from crm.changes import ChangeTracked
+from crm.fields import EncryptedTextField
 from crm.models import ChangeContainer, Team
 from mailsync.choices import (
     FlagStatus,
@@ -54,6 +55,19 @@ class Mailbox(models.Model):
     folders_delta_link = models.TextField(blank=True, editable=False)
     last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
+    last_clean_sync_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="The last mailbox round in which every folder synced without an error.",
+    )  # fmt: skip
+    outbox_lease_owner = models.CharField(max_length=64, blank=True, editable=False)
+    outbox_lease_expires_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="The process applying this mailbox's write-back outbox holds it until then.",
+    )  # fmt: skip
+    stale_alert_sent_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="When admins were told this mailbox stopped syncing (cleared once it syncs).",
+    )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -73,6 +87,45 @@ class Mailbox(models.Model):
     @property
     def is_m365(self) -> bool:
         return self.kind == MailboxKind.M365
+
+
+class DelegatedGrant(models.Model):
+    """An agent's consent for the CRM to use their own Microsoft 365 mailbox: MSAL's token cache
+    (refresh token included) encrypted at rest, and the health of the connection.
+
+    `reconnect_needed` is set when Microsoft refuses the refresh token for good (revoked,
+    expired, consent withdrawn): syncing stops until the owner signs in again, instead of
+    asking Microsoft every minute.
+    """
+
+    mailbox = models.OneToOneField(Mailbox, on_delete=models.CASCADE, related_name="grant")
+    username = models.CharField(
+        max_length=254, help_text="The Microsoft account that consented (preferred_username)."
+    )
+    account_id = models.CharField(max_length=255, help_text="MSAL's home account id.")
+    tenant_id = models.CharField(max_length=64, blank=True)
+    scopes = models.JSONField(default=list)
+    token_cache = EncryptedTextField(blank=True)
+    connected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    connected_at = models.DateTimeField()
+    last_token_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last time an access token was obtained."
+    )
+    refreshed_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last time the refresh token was redeemed."
+    )
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    reconnect_needed = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "delegated access"
+        verbose_name_plural = "delegated access"
+
+    def __str__(self) -> str:
+        return f"{self.mailbox.address} (signed in as {self.username})"
 
 
 class MailFolder(ChangeTracked):

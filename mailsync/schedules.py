@@ -30,6 +30,13 @@ def default_schedules() -> list[ScheduleSpec]:
             "(a task lost with a crashed worker).",
         ),
         ScheduleSpec(
+            name="mailsync: check mailbox health",
+            task="mailsync.tasks.check_mailbox_health",
+            every_seconds=300,
+            description="Redeems agents' refresh tokens once a day (finds revoked ones early) "
+            "and emails admins about mailboxes that stopped syncing.",
+        ),
+        ScheduleSpec(
             name="mailsync: requeue spooled mail",
             task="mailsync.tasks.requeue_inbound",
             every_seconds=60,

@@ -6,8 +6,12 @@ be settled after leaving a folder (no folder) are not listed anywhere.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from crm import selectors as crm_selectors
 from crm.models import User
@@ -72,3 +76,18 @@ def local_sender_mailbox(*, user: User, address: str) -> Mailbox | None:
         .filter(kind=MailboxKind.LOCAL, address__iexact=address.strip())
         .first()
     )
+
+
+def mailboxes_stale(*, now: datetime | None = None) -> QuerySet[Mailbox]:
+    """Enabled Microsoft 365 mailboxes without a clean round for MAILBOX_SYNC_ALERT_MINUTES
+    (a new mailbox counts from when it was connected)."""
+    threshold = (now or timezone.now()) - timedelta(minutes=settings.MAILBOX_SYNC_ALERT_MINUTES)
+    return Mailbox.objects.filter(kind=MailboxKind.M365, sync_enabled=True).filter(
+        Q(last_clean_sync_at__lt=threshold)
+        | Q(last_clean_sync_at__isnull=True, created_at__lt=threshold)
+    )
+
+
+def mailboxes_owned(*, user: User) -> QuerySet[Mailbox]:
+    """An agent's own mailboxes with their connection health, for their profile."""
+    return Mailbox.objects.filter(owner=user).select_related("grant").order_by("address")

@@ -22,10 +22,7 @@ logger = logging.getLogger(__name__)
 def sync_all_mailboxes() -> None:
     """Beat's entry point: one task per enabled Microsoft 365 mailbox, so they run in parallel
     across workers and one slow mailbox does not hold up the others."""
-    ids = Mailbox.objects.filter(kind=MailboxKind.M365, sync_enabled=True).values_list(
-        "pk", flat=True
-    )
-    for mailbox_id in ids:
+    for mailbox_id in services.mailboxes_to_sync().values_list("pk", flat=True):
         sync_mailbox.delay(mailbox_id)
 
 
@@ -146,3 +143,15 @@ def sweep_operations() -> None:
     crashed worker loses no change)."""
     for mailbox_id in services.mailboxes_with_pending_operations():
         apply_operations.delay(mailbox_id)
+
+
+@shared_task(name="mailsync.tasks.check_mailbox_health", ignore_result=True)
+def check_mailbox_health() -> None:
+    """Keep agents' sign-ins alive (and find revoked ones), then tell the admins about
+    mailboxes that stopped syncing."""
+    refreshed = services.grants_keep_fresh()
+    reported = services.mailboxes_alert_stale()
+    if refreshed or reported:
+        logger.info(
+            "mail health: %d sign-ins refreshed, %d mailboxes reported", refreshed, reported
+        )

@@ -2,9 +2,12 @@
 
 from django.urls import path
 
+from mailsync import oauth
 from mailsync.api import AttachmentContentView, MessageDetailView, MessageListView
 
 urlpatterns = [
+    path("oauth/microsoft/login", oauth.microsoft_login, name="oauth-microsoft-login"),
+    path("oauth/microsoft/callback", oauth.microsoft_callback, name="oauth-microsoft-callback"),
     path("mail/messages", MessageListView.as_view(), name="mail-messages"),
     path("mail/message/<int:pk>", MessageDetailView.as_view(), name="mail-message"),
     path(

@@ -11,6 +11,7 @@ import os
 import socket
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from tests.crm.factories import UserFactory
@@ -51,6 +52,14 @@ def agent(db):
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def web(agent) -> Client:
+    """A browser-like client signed in as the agent (the web UI's session)."""
+    client = Client()
+    client.force_login(agent)
+    return client
 
 
 @pytest.fixture
@@ -173,6 +182,18 @@ def graph_pki(tmp_path_factory):
     from graphsim.tls import create_test_pki
 
     return create_test_pki(tmp_path_factory.mktemp("graphsim-pki"))
+
+
+@pytest.fixture
+def graph_http(graph_pki):
+    """An HTTP session that trusts only the simulator's CA (and ignores REQUESTS_CA_BUNDLE):
+    a browser or another client talking to the simulated Microsoft directly."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(graph_pki.ca_cert)
+    return session
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The agent's own settings: signature, time zone, availability, notification preferences.
+"""The agent's own settings: signature, time zone, availability, notification preferences,
+and their own Microsoft 365 mailboxes (connect, reconnect, remove; mailsync.oauth signs in).
 
 Role, pause and capacity are a lead's to set (Django admin), so the page does not offer them;
 password, two-factor and addresses are allauth's pages, linked from here.
@@ -13,14 +14,17 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from crm import services as crm_services
 from crm.choices import Availability
 from crm.errors import ServiceError
+from crm.graph.auth import microsoft_configured
 from crm.models import AgentProfile, User
+from mailsync import selectors as mail_selectors
+from mailsync import services as mail_services
 
 NOTIFICATIONS = ("notify_assigned", "notify_mentioned", "notify_customer_reply", "notify_sla_risk")
 
@@ -98,8 +102,25 @@ def profile(request: HttpRequest) -> HttpResponse:
         form = ProfileForm(initial=profile_initial(agent_profile))
         status = 200
     memberships = request.user.memberships.select_related("team").order_by("team__name")
-    context = {"form": form, "profile": agent_profile, "memberships": memberships}
+    context = {
+        "form": form,
+        "profile": agent_profile,
+        "memberships": memberships,
+        "mailboxes": mail_selectors.mailboxes_owned(user=request.user),
+        "microsoft_configured": microsoft_configured(),
+    }
     return render(request, "cases/profile.html", context, status=status)
+
+
+@login_required
+@require_POST
+def mailbox_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    """Remove one of the agent's own mailboxes with what was synced from it; Microsoft 365
+    keeps the mail, and connecting again brings it back."""
+    mailbox = get_object_or_404(mail_selectors.mailboxes_owned(user=request.user), pk=pk)
+    mail_services.mailbox_disconnect(mailbox=mailbox)
+    messages.success(request, f"{mailbox.address} is removed from the CRM.")
+    return redirect("web:profile")
 
 
 def profile_saved(agent_profile: AgentProfile, form: ProfileForm) -> bool:
@@ -114,4 +135,5 @@ def profile_saved(agent_profile: AgentProfile, form: ProfileForm) -> bool:
 
 urlpatterns = [
     path("profile/", profile, name="profile"),
+    path("profile/mailboxes/<int:pk>/remove", mailbox_remove, name="profile-mailbox-remove"),
 ]

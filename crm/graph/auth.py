@@ -9,13 +9,19 @@ The traps DESIGN.md lists are handled here, once:
 - `verify=<file>` replaces the system CAs, so MS_CA_BUNDLE is appended to them in one bundle;
 - one MSAL app per process and credentials (it caches tokens); `invalidate()` after a 401
   drops the cached token so the next call fetches a new one.
+
+Agents' own mailboxes use delegated tokens instead (the authorization code flow); the mail app
+keeps those and registers a resolver here, so `GraphClient(mailbox=...)` picks the right kind
+of token for every mailbox without its callers knowing (`tokens_for`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import certifi
@@ -35,10 +41,63 @@ class GraphAuthError(ServiceError):
     code = "graph_auth_failed"
 
 
-def graph_scope() -> str:
-    """`https://graph.microsoft.com/.default`, or the same for the configured Graph host."""
+class Tokens(Protocol):
+    """What GraphClient needs of a token source: app-only or delegated."""
+
+    def token(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
+def microsoft_configured() -> bool:
+    """Whether an app registration is configured (MS_TENANT_ID, MS_CLIENT_ID, MS_CLIENT_SECRET)."""
+    return bool(settings.MS_TENANT_ID and settings.MS_CLIENT_ID and settings.MS_CLIENT_SECRET)
+
+
+def graph_scope(permission: str = ".default") -> str:
+    """`https://graph.microsoft.com/.default` (or a named permission such as `Mail.Send`) for
+    the configured Graph host."""
     parts = urlsplit(settings.GRAPH_API_URL)
-    return f"{parts.scheme}://{parts.netloc}/.default"
+    return f"{parts.scheme}://{parts.netloc}/{permission}"
+
+
+def delegated_scopes() -> list[str]:
+    """The permissions an agent consents to for their own mailbox (MS_DELEGATED_SCOPES);
+    MSAL adds openid, profile and offline_access (the refresh token) itself."""
+    return [graph_scope(name) for name in settings.MS_DELEGATED_SCOPES]
+
+
+def confidential_app(
+    *,
+    tenant: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    token_cache: msal.TokenCache | None = None,
+) -> msal.ConfidentialClientApplication:
+    """An MSAL app for an app registration (default: the MS_* settings), with the session and
+    discovery settings above. MSAL reads the tenant's OpenID configuration right away."""
+    tenant = tenant or settings.MS_TENANT_ID
+    client_id = client_id or settings.MS_CLIENT_ID
+    client_secret = client_secret or settings.MS_CLIENT_SECRET
+    if not (tenant and client_id and client_secret):
+        raise GraphAuthError("Microsoft 365 is not configured: set MS_TENANT_ID, MS_CLIENT_ID "
+                             "and MS_CLIENT_SECRET.")  # fmt: skip
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = trusted_ca_bundle()
+    authority_host = settings.MS_AUTHORITY_HOST.rstrip("/")
+    try:
+        return msal.ConfidentialClientApplication(
+            client_id,
+            client_credential=client_secret,
+            authority=f"{authority_host}/{tenant}",
+            http_client=session,
+            instance_discovery=authority_host == MICROSOFT_AUTHORITY_HOST,
+            timeout=settings.GRAPH_TIMEOUT_SECONDS,
+            token_cache=token_cache,
+        )
+    except (requests.RequestException, ValueError) as exc:
+        raise GraphAuthError(f"The identity platform could not be reached: {exc}") from exc
 
 
 def trusted_ca_bundle() -> str | bool:
@@ -58,21 +117,9 @@ class TokenProvider:
     """Fetches and caches app-only tokens for one tenant and app registration."""
 
     def __init__(self, *, tenant: str, client_id: str, client_secret: str) -> None:
-        session = requests.Session()
-        session.trust_env = False
-        session.verify = trusted_ca_bundle()
-        authority_host = settings.MS_AUTHORITY_HOST.rstrip("/")
-        try:  # MSAL reads the tenant's OpenID configuration right away
-            self._app = msal.ConfidentialClientApplication(
-                client_id,
-                client_credential=client_secret,
-                authority=f"{authority_host}/{tenant}",
-                http_client=session,
-                instance_discovery=authority_host == MICROSOFT_AUTHORITY_HOST,
-                timeout=settings.GRAPH_TIMEOUT_SECONDS,
-            )
-        except (requests.RequestException, ValueError) as exc:
-            raise GraphAuthError(f"The identity platform could not be reached: {exc}") from exc
+        self._app = confidential_app(
+            tenant=tenant, client_id=client_id, client_secret=client_secret
+        )
         self._scopes = [graph_scope()]
 
     def token(self) -> str:
@@ -101,9 +148,6 @@ def token_provider(
     tenant = tenant or settings.MS_TENANT_ID
     client_id = client_id or settings.MS_CLIENT_ID
     client_secret = client_secret or settings.MS_CLIENT_SECRET
-    if not (tenant and client_id and client_secret):
-        raise GraphAuthError("Microsoft 365 is not configured: set MS_TENANT_ID, MS_CLIENT_ID "
-                             "and MS_CLIENT_SECRET.")  # fmt: skip
     key = (settings.MS_AUTHORITY_HOST, tenant, client_id, client_secret)
     with _providers_lock:
         if key not in _providers:
@@ -117,3 +161,26 @@ def forget_providers() -> None:
     """Drop every cached provider (after credentials or endpoints change, and in tests)."""
     with _providers_lock:
         _providers.clear()
+
+
+# --- which tokens for which mailbox ------------------------------------------------------------
+
+TokenResolver = Callable[[str], "Tokens | None"]
+_resolvers: list[TokenResolver] = []
+
+
+def register_token_resolver(resolver: TokenResolver) -> None:
+    """An app that knows mailboxes with their own (delegated) tokens answers for them; None
+    means "not mine", and the app-only provider serves."""
+    if resolver not in _resolvers:
+        _resolvers.append(resolver)
+
+
+def tokens_for(mailbox: str | None) -> Tokens:
+    """The token source for requests about this mailbox (app-only without one)."""
+    if mailbox:
+        for resolver in _resolvers:
+            tokens = resolver(mailbox)
+            if tokens is not None:
+                return tokens
+    return token_provider()

@@ -35,7 +35,7 @@ from typing import Any
 import requests
 from django.conf import settings
 
-from crm.graph.auth import TokenProvider, token_provider, trusted_ca_bundle
+from crm.graph.auth import Tokens, tokens_for, trusted_ca_bundle
 from crm.graph.breaker import CircuitBreaker, Outcome
 from crm.graph.errors import (
     GraphBadResponse,
@@ -122,12 +122,12 @@ class GraphClient:
     def __init__(
         self,
         *,
-        tokens: TokenProvider | None = None,
+        tokens: Tokens | None = None,
         base_url: str | None = None,
         max_retries: int | None = None,
         mailbox: str | None = None,
     ) -> None:
-        self.tokens = tokens or token_provider()
+        self.tokens = tokens or tokens_for(mailbox)
         self.base_url = (base_url or settings.GRAPH_API_URL).rstrip("/")
         self.max_retries = settings.GRAPH_MAX_RETRIES if max_retries is None else max_retries
         self.mailbox = mailbox.lower() if mailbox else None

@@ -1,5 +1,15 @@
 """Services of the mail app: everything that changes mail state (DESIGN.md)."""
 
+from mailsync.services.delegated import (
+    ConnectRefused,
+    ReconnectNeeded,
+    connect_begin,
+    connect_finish,
+    grant_check,
+    grant_disconnect,
+    grants_keep_fresh,
+)
+from mailsync.services.health import mailboxes_alert_stale
 from mailsync.services.inbound import (
     inbound_delivery_failed,
     inbound_receive,
@@ -17,6 +27,7 @@ from mailsync.services.sync import (
     folder_tree_sync,
     folders_to_poll,
     mailbox_sync,
+    mailboxes_to_sync,
     orphans_settle,
 )
 from mailsync.services.writeback import (
@@ -31,6 +42,15 @@ from mailsync.services.writeback import (
 
 __all__ = [
     "SUBSCRIPTION_KIND",
+    "ConnectRefused",
+    "ReconnectNeeded",
+    "connect_begin",
+    "connect_finish",
+    "grant_check",
+    "grant_disconnect",
+    "grants_keep_fresh",
+    "mailboxes_alert_stale",
+    "mailboxes_to_sync",
     "OutgoingFile",
     "MailboxSyncResult",
     "draft_save",

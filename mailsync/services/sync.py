@@ -21,7 +21,6 @@ client with its per-mailbox limiter and circuit breaker.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,11 +30,11 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Min, Q
+from django.db.models import Count, F, Min, Q, QuerySet
 from django.utils import timezone
 
 from crm.changes import change_seq_allocate_many, item_leave, item_touch
-from crm.db import bulk_insert
+from crm.db import bulk_insert, lease_give_back, lease_take
 from crm.errors import ServiceError
 from crm.graph import subscriptions
 from crm.graph.client import GraphClient, GraphError, GraphSyncStateExpired
@@ -132,8 +131,10 @@ def mailbox_sync(
             folder_subscription_ensure(folder=folder)
     result.deleted = orphans_settle(mailbox=mailbox)
     errors = [r.errors for r in result.rounds if r.status == RoundStatus.FAILED]
+    now = timezone.now()
+    clean = {} if errors else {"last_clean_sync_at": now, "stale_alert_sent_at": None}
     Mailbox.objects.filter(pk=mailbox.pk).update(
-        last_synced_at=timezone.now(), last_error="\n".join(errors)[:10_000]
+        last_synced_at=now, last_error="\n".join(errors)[:10_000], **clean
     )
     return result
 
@@ -163,7 +164,7 @@ def folder_tree_sync(*, mailbox: Mailbox, client: GraphClient) -> SyncRound:
             locked.save(update_fields=["folders_delta_link"])
         mailbox.folders_delta_link = delta_link
         _finish(state, RoundStatus.OK, **counts)
-    except GraphError as exc:
+    except (GraphError, ServiceError) as exc:
         logger.warning("mail sync: %s folder tree failed: %s", mailbox, exc)
         _finish(state, RoundStatus.FAILED, str(exc))
     return sync_round
@@ -310,26 +311,14 @@ def folder_sync(
 def _lease_acquire(folder: MailFolder) -> str:
     """One sync per folder across processes: a lease on the folder row that expires, so a
     crashed worker does not block the folder for ever."""
-    token = uuid.uuid4().hex
-    now = timezone.now()
-    taken = (
-        MailFolder.objects.filter(pk=folder.pk)
-        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
-        .update(lease_owner=token, lease_expires_at=now + _lease_duration())
-    )
-    if not taken:
+    token = lease_take(MailFolder, folder.pk, seconds=settings.MAIL_SYNC_LEASE_SECONDS)
+    if not token:
         raise SyncBusy(f"{folder} is being synced by another process.")
     return token
 
 
-def _lease_duration() -> timedelta:
-    return timedelta(seconds=settings.MAIL_SYNC_LEASE_SECONDS)
-
-
 def _lease_release(folder: MailFolder, token: str) -> None:
-    MailFolder.objects.filter(pk=folder.pk, lease_owner=token).update(
-        lease_owner="", lease_expires_at=None
-    )
+    lease_give_back(MailFolder, folder.pk, token)
 
 
 def _forget_delta_state(folder: MailFolder) -> None:
@@ -648,7 +637,8 @@ def _save_position(state: RoundState, *, next_link: str | None, delta_link: str 
     else:
         update = {"resume_link": next_link or ""}
     renewed = MailFolder.objects.filter(pk=folder.pk, lease_owner=state.lease).update(
-        lease_expires_at=timezone.now() + _lease_duration(), **update
+        lease_expires_at=timezone.now() + timedelta(seconds=settings.MAIL_SYNC_LEASE_SECONDS),
+        **update,
     )
     if not renewed:
         raise SyncBusy(f"{folder}: the sync lease was lost to another process.")
@@ -771,12 +761,20 @@ def folder_subscription_ensure(*, folder: MailFolder) -> None:
     )
 
 
+def mailboxes_to_sync() -> QuerySet[Mailbox]:
+    """Enabled Microsoft 365 mailboxes, except agents' own ones waiting for their owner to
+    connect them again (Microsoft would refuse every round)."""
+    return Mailbox.objects.filter(kind=MailboxKind.M365, sync_enabled=True).exclude(
+        grant__reconnect_needed=True
+    )
+
+
 def folders_to_poll() -> list[int]:
     """Synced Microsoft 365 folders with no working subscription (all of them without a
     public address)."""
     synced = list(
-        MailFolder.objects.filter(
-            sync_enabled=True, mailbox__kind=MailboxKind.M365, mailbox__sync_enabled=True
-        ).values_list("pk", flat=True)
+        MailFolder.objects.filter(mailbox__in=mailboxes_to_sync(), sync_enabled=True).values_list(
+            "pk", flat=True
+        )
     )
     return subscriptions.needs_polling(kind=SUBSCRIPTION_KIND, target_ids=synced)

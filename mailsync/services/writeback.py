@@ -16,10 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from crm.changes import item_leave, item_touch
+from crm.db import lease_give_back, lease_renew, lease_take
 from crm.graph.client import GraphClient
 from crm.graph.errors import GraphError, GraphNotFound, GraphThrottled, GraphUnavailable
 from crm.models import User
@@ -31,12 +34,13 @@ from mailsync.choices import (
     WellKnownFolder,
 )
 from mailsync.errors import MailboxError
-from mailsync.models import MailFolder, MailOperation, Message
+from mailsync.models import Mailbox, MailFolder, MailOperation, Message
 
 logger = logging.getLogger(__name__)
 
 MAX_CATEGORIES = 25
 TRANSIENT = (GraphThrottled, GraphUnavailable)
+LEASE = "outbox_lease"  # Mailbox.outbox_lease_owner / outbox_lease_expires_at
 
 
 # --- the services ---------------------------------------------------------------------------
@@ -129,12 +133,35 @@ def _schedule(mailbox_id: int) -> None:
 def operations_apply(*, mailbox_id: int, client: GraphClient | None = None) -> int:
     """Apply the mailbox's pending operations in order; returns how many were applied.
 
+    One process at a time per mailbox (a lease on the mailbox row): every change queues a
+    task, and two workers draining the same outbox would send each operation twice and could
+    reorder them. A task that finds the lease taken returns at once; the holder looks for
+    operations that arrived meanwhile after giving the lease back, so none waits for beat's
+    sweep. A crashed holder's lease runs out after MAIL_OUTBOX_LEASE_SECONDS.
+
     Raises the transient Graph error (throttling, an outage) that stopped it, leaving that
     operation and the ones after it pending for the task's retry: order matters (a move
     after a flag), so nothing overtakes a waiting operation.
     """
     applied = 0
-    while (operation := _next_pending(mailbox_id)) is not None:
+    while True:
+        lease = lease_take(Mailbox, mailbox_id, seconds=_lease_seconds(), prefix=LEASE)
+        if not lease:
+            return applied
+        try:
+            applied += _drain(mailbox_id, lease, client)
+        finally:
+            lease_give_back(Mailbox, mailbox_id, lease, prefix=LEASE)
+        if not _pending(mailbox_id).exists():
+            return applied
+
+
+def _drain(mailbox_id: int, lease: str, client: GraphClient | None) -> int:
+    applied = 0
+    while (operation := _pending(mailbox_id).select_related("mailbox").first()) is not None:
+        if not lease_renew(Mailbox, mailbox_id, lease, seconds=_lease_seconds(), prefix=LEASE):
+            logger.warning("write-back: mailbox %s: lease lost, stopping", mailbox_id)
+            break
         client = client or GraphClient(mailbox=operation.mailbox.address)
         try:
             _send(client, operation)
@@ -143,12 +170,21 @@ def operations_apply(*, mailbox_id: int, client: GraphClient | None = None) -> i
                 attempts=operation.attempts + 1, last_error=str(exc)[:2000]
             )
             raise
+        except GraphNotFound as exc:
+            if operation.kind == OperationKind.DELETE:
+                _done(operation)  # gone already: a delete repeated after a lost answer
+            else:
+                _refused(client, operation, exc)
         except GraphError as exc:
             _refused(client, operation, exc)
         else:
             _done(operation)
         applied += 1
     return applied
+
+
+def _lease_seconds() -> float:
+    return settings.MAIL_OUTBOX_LEASE_SECONDS
 
 
 def mailboxes_with_pending_operations() -> list[int]:
@@ -159,13 +195,10 @@ def mailboxes_with_pending_operations() -> list[int]:
     )
 
 
-def _next_pending(mailbox_id: int) -> MailOperation | None:
-    return (
-        MailOperation.objects.filter(mailbox_id=mailbox_id, status=OperationStatus.PENDING)
-        .select_related("mailbox")
-        .order_by("pk")
-        .first()
-    )
+def _pending(mailbox_id: int) -> QuerySet[MailOperation]:
+    return MailOperation.objects.filter(
+        mailbox_id=mailbox_id, status=OperationStatus.PENDING
+    ).order_by("pk")
 
 
 def _send(client: GraphClient, operation: MailOperation) -> None:

@@ -1,7 +1,7 @@
-"""Fixtures of the cases tests: an agent in a team, and clients (API, web) signed in as them."""
+"""Fixtures of the cases tests: an agent in a team, and an API client signed in as them (the
+web client is tests/conftest.py's `web`)."""
 
 import pytest
-from django.test import Client
 from rest_framework.test import APIClient
 
 from tests.cases.factories import TeamFactory, make_agent
@@ -21,12 +21,4 @@ def agent(team):
 def api(agent) -> APIClient:
     client = APIClient()
     client.force_authenticate(agent)
-    return client
-
-
-@pytest.fixture
-def web(agent) -> Client:
-    """A browser-like client signed in as the agent (the web UI's session)."""
-    client = Client()
-    client.force_login(agent)
     return client

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
+from crm.graph.auth import token_provider
 from crm.graph.breaker import CircuitBreaker
 from crm.graph.client import (
     GraphBusy,
@@ -48,6 +49,13 @@ def backend(request, settings, tmp_path):
         settings.REDIS_URL = ""
         settings.VAR_DIR = tmp_path
     return request.param
+
+
+def app_client(address: str, **kwargs) -> GraphClient:
+    """A client with the app's own token, as for a shared mailbox, so that no database is
+    asked which kind of token the mailbox uses (these tests and their child processes have
+    none)."""
+    return GraphClient(mailbox=address, tokens=token_provider(), **kwargs)
 
 
 def folders(address: str) -> str:
@@ -117,7 +125,7 @@ def send_from_threads(clients: list[GraphClient], address: str, each: int) -> li
 
 def send_from_another_process(overrides, address, threads, each, start, results) -> None:
     configure_child(overrides)
-    clients = [GraphClient(mailbox=address) for _ in range(threads)]
+    clients = [app_client(address) for _ in range(threads)]
     start.wait(timeout=60)
     results.put(send_from_threads(clients, address, each))
 
@@ -134,7 +142,7 @@ def hold_every_slot(overrides, address, held) -> None:
 def request_from_another_process(overrides, address, results) -> None:
     configure_child(overrides)
     try:
-        GraphClient(mailbox=address).get(folders(address))
+        app_client(address).get(folders(address))
     except GraphError as exc:
         results.put(type(exc).__name__)
     else:
@@ -155,7 +163,7 @@ def test_threads_and_processes_together_never_exceed_the_mailbox_limit(
         )
         for _ in range(2)
     ]
-    clients = [GraphClient(mailbox=address) for _ in range(3)]
+    clients = [app_client(address) for _ in range(3)]
     start.wait(timeout=60)
 
     here = threading.Thread(target=lambda: results.put(send_from_threads(clients, address, 2)))
@@ -179,7 +187,7 @@ def test_slots_of_a_crashed_process_come_back(backend, address, graph_simulator,
     held = SPAWN.Event()
     holder = start_child(hold_every_slot, child_settings(settings), address, held)
     assert held.wait(timeout=60)
-    client = GraphClient(mailbox=address)
+    client = app_client(address)
     requests_before = graph_simulator.graph_requests
 
     with pytest.raises(GraphBusy, match="no free request slot for 127.0.0.1:[0-9]+/limits-"):
@@ -196,7 +204,7 @@ def test_slots_of_a_crashed_process_come_back(backend, address, graph_simulator,
 
 
 def test_a_slot_is_held_on_the_wire_but_not_while_waiting_to_retry(address, graph_simulator):
-    client = GraphClient(mailbox=address)
+    client = app_client(address)
     client.tokens.token()
     graph_simulator.script_faults(("429", "1.0"))
     graph_simulator.response_delay = 0.6
@@ -215,7 +223,7 @@ def test_a_slot_is_held_on_the_wire_but_not_while_waiting_to_retry(address, grap
 
 
 def test_a_batch_holds_a_slot_per_subrequest_up_to_the_limit(address, graph_simulator):
-    client = GraphClient(mailbox=address)
+    client = app_client(address)
     client.tokens.token()
     graph_simulator.response_delay = 0.3
 
@@ -234,7 +242,7 @@ def test_a_streamed_body_holds_its_slot_until_the_response_is_closed(address, gr
     attachment = mailbox.add_attachment(
         message, name="a.txt", content=b"hello", content_type="text/plain"
     )
-    client = GraphClient(mailbox=address)
+    client = app_client(address)
     url = f"users/{address}/messages/{message}/attachments/{attachment}/$value"
 
     response = client.request("GET", url, stream=True)
@@ -267,23 +275,23 @@ def fail(client: GraphClient, graph_simulator, times: int) -> None:
 def test_the_breaker_opens_after_consecutive_failures_and_refuses_without_the_network(
     breaker_settings, address, graph_simulator
 ):
-    fail(GraphClient(mailbox=address), graph_simulator, 3)
+    fail(app_client(address), graph_simulator, 3)
     requests_before = graph_simulator.graph_requests
 
     with pytest.raises(GraphCircuitOpen, match="after 3 consecutive failed requests") as refused:
-        GraphClient(mailbox=address.upper()).get(folders(address))
+        app_client(address.upper()).get(folders(address))
 
     assert graph_simulator.graph_requests == requests_before
     assert 55 < refused.value.retry_after <= 60
     assert CircuitBreaker(address).state() == "open"
     other = f"other-{address}"
     graph_simulator.add_mailbox(other)
-    assert "value" in GraphClient(mailbox=other).get(folders(other))
+    assert "value" in app_client(other).get(folders(other))
     CircuitBreaker(other).reset()
 
 
 def test_any_answer_resets_the_count(breaker_settings, address, graph_simulator):
-    client = GraphClient(mailbox=address)
+    client = app_client(address)
 
     fail(client, graph_simulator, 2)
     client.get(folders(address))
@@ -299,7 +307,7 @@ def test_after_the_cooldown_one_trial_goes_and_its_success_closes_the_breaker(
     breaker_settings, address, graph_simulator
 ):
     breaker_settings.GRAPH_BREAKER_COOLDOWN_SECONDS = 0.2
-    client = GraphClient(mailbox=address)
+    client = app_client(address)
     fail(client, graph_simulator, 3)
     time.sleep(0.25)
     assert CircuitBreaker(address).state() == "half-open"
@@ -310,16 +318,16 @@ def test_after_the_cooldown_one_trial_goes_and_its_success_closes_the_breaker(
     trial.start()
     wait_until(lambda: graph_simulator.graph_requests > requests_before)
     with pytest.raises(GraphCircuitOpen, match="a trial request is under way"):
-        GraphClient(mailbox=address).get(folders(address))
+        app_client(address).get(folders(address))
     trial.join()
 
     assert CircuitBreaker(address).state() == "closed"
-    assert "value" in GraphClient(mailbox=address).get(folders(address))
+    assert "value" in app_client(address).get(folders(address))
 
 
 def test_a_failed_trial_opens_the_breaker_again(breaker_settings, address, graph_simulator):
     breaker_settings.GRAPH_BREAKER_COOLDOWN_SECONDS = 0.2
-    client = GraphClient(mailbox=address)
+    client = app_client(address)
     fail(client, graph_simulator, 3)
     time.sleep(0.25)
     breaker_settings.GRAPH_BREAKER_COOLDOWN_SECONDS = 60
@@ -335,7 +343,7 @@ def test_a_batch_whose_every_subrequest_keeps_failing_counts_as_a_failure(
     breaker_settings, address, graph_simulator
 ):
     breaker_settings.GRAPH_BREAKER_THRESHOLD = 2
-    client = GraphClient(mailbox=address)
+    client = app_client(address)
     graph_simulator.script_faults(("ok", None), ("503", None), ("ok", None), ("503", None))
 
     first, second = client.get_many([folders(address)]), client.get_many([folders(address)])
@@ -347,7 +355,7 @@ def test_a_batch_whose_every_subrequest_keeps_failing_counts_as_a_failure(
 
 
 def test_the_breaker_is_shared_with_other_processes(breaker_settings, address, graph_simulator):
-    fail(GraphClient(mailbox=address), graph_simulator, 3)
+    fail(app_client(address), graph_simulator, 3)
     requests_before = graph_simulator.graph_requests
     results = SPAWN.Queue()
 
@@ -369,7 +377,7 @@ def test_the_breaker_works_on_the_embedded_file_cache(
             "LOCATION": str(tmp_path / "cache"),
         }
     }
-    client = GraphClient(mailbox=address)
+    client = app_client(address)
 
     fail(client, graph_simulator, 3)
 

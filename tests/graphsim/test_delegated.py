@@ -6,7 +6,6 @@ import urllib.parse
 import jwt
 import msal
 import pytest
-import requests
 
 from graphsim.identity import parse_form_post
 
@@ -19,12 +18,8 @@ AGENT = "anna.agent@contoso.example"
 
 
 @pytest.fixture
-def http(graph_pki):
-    """A session that trusts only the simulator's CA (and ignores REQUESTS_CA_BUNDLE)."""
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = str(graph_pki.ca_cert)
-    return session
+def http(graph_http):
+    return graph_http
 
 
 @pytest.fixture
