@@ -51,9 +51,10 @@ bench: $(VENV)/.dev-installed
 		apt-get install -y -qq postfix && (postfix stop 2>/dev/null || true))
 	python bench/run.py
 
-## bench-data: build the million-case benchmark database once (reused by later runs)
+## bench-data: build the million-case and million-message benchmark databases once (reused)
 bench-data: $(VENV)/.dev-installed
 	python -c "from bench.cases_api import build_data; build_data()"
+	python -c "from bench.mail_api import build_data; build_data()"
 
 ## screenshots: PNGs of the agent UI from the demo data, into docs/screenshots (PostgreSQL, Redis)
 screenshots: $(VENV)/.dev-installed system-deps

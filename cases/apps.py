@@ -32,10 +32,14 @@ class CasesConfig(AppConfig):
     verbose_name = "Cases"
 
     def ready(self) -> None:
+        from cases import signals  # noqa: F401 - connects the SLA notification receiver
+
         post_migrate.connect(_grant_lead_permissions, sender=self)
+        post_migrate.connect(_install_default_schedules, sender=self)
         from mailsync.signals import message_ingested
 
         message_ingested.connect(_enqueue_intake, dispatch_uid="cases.intake")
+        import cases.mail_filters  # noqa: F401 - registers the mail list's `case:` filter
 
 
 def _enqueue_intake(*, message_id: int, **kwargs: object) -> None:
@@ -54,3 +58,11 @@ def _grant_lead_permissions(sender: AppConfig, **kwargs: object) -> None:
         using=kwargs.get("using", "default"),
         apps=kwargs.get("apps", global_apps),
     )
+
+
+def _install_default_schedules(**kwargs: object) -> None:
+    """Every `migrate` makes sure the SLA tick exists (admins may edit it)."""
+    from cases.schedules import default_schedules
+    from crm.services import periodic_tasks_install
+
+    periodic_tasks_install(specs=default_schedules(), using=kwargs.get("using", "default"))

@@ -20,7 +20,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from cases.choices import CaseStatus, CaseType, Channel, Priority, Sentiment, TimelineKind
-from cases.models import Case, Customer, TimelineEvent
+from cases.models import Case, CaseStatusPeriod, Customer, TimelineEvent
 from cases.services.cases import format_case_number
 from crm.models import TeamMembership
 
@@ -104,6 +104,7 @@ CASE_COLUMNS = [
     "updated_at",
 ]
 EVENT_COLUMNS = ["case_id", "kind", "actor_id", "summary", "data", "created_at"]
+PERIOD_COLUMNS = ["case_id", "status", "started_at", "ended_at"]
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class Population:
 
 def _rows(
     count: int, first_id: int, population: Population, rng: random.Random, now: datetime
-) -> Iterator[tuple[tuple, list[tuple]]]:
+) -> Iterator[tuple[tuple, list[tuple], list[tuple]]]:
     teams = list(population.members)
     priorities, priority_w = zip(*PRIORITY_WEIGHTS.items(), strict=True)
     span = 730 * 24 * 3600
@@ -194,7 +195,10 @@ def _rows(
                     updated,
                 )
             )
-        yield case, events
+        periods = [(pk, CaseStatus.NEW, created, None if status == CaseStatus.NEW else updated)]
+        if status != CaseStatus.NEW:
+            periods.append((pk, status, updated, None))
+        yield case, events, periods
 
 
 def _status_for_age(days: int, rng: random.Random) -> str:
@@ -235,26 +239,37 @@ def generate_cases(count: int, *, seed: int = 7, batch: int = 20_000) -> int:
     return written
 
 
-def _copy(chunk: list[tuple[tuple, list[tuple]]]) -> None:
+def _copy(chunk: list[tuple[tuple, list[tuple], list[tuple]]]) -> None:
     with connection.cursor() as cursor:
         raw = cursor.cursor
         with raw.copy(f"COPY cases_case ({', '.join(CASE_COLUMNS)}) FROM STDIN") as copy:
-            for case, _ in chunk:
+            for case, _, _ in chunk:
                 copy.write_row(case)
         with raw.copy(f"COPY cases_timelineevent ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
-            for _, events in chunk:
+            for _, events, _ in chunk:
                 for event in events:
                     copy.write_row(event)
+        with raw.copy(
+            f"COPY cases_casestatusperiod ({', '.join(PERIOD_COLUMNS)}) FROM STDIN"
+        ) as copy:
+            for _, _, periods in chunk:
+                for period in periods:
+                    copy.write_row(period)
 
 
-def _bulk_create(chunk: list[tuple[tuple, list[tuple]]]) -> None:
+def _bulk_create(chunk: list[tuple[tuple, list[tuple], list[tuple]]]) -> None:
     Case.objects.bulk_create(
-        Case(**dict(zip(CASE_COLUMNS, case, strict=True))) for case, _ in chunk
+        Case(**dict(zip(CASE_COLUMNS, case, strict=True))) for case, _, _ in chunk
     )
     TimelineEvent.objects.bulk_create(
         TimelineEvent(
             **dict(zip(EVENT_COLUMNS, event, strict=True)) | {"data": json.loads(event[4])}
         )
-        for _, events in chunk
+        for _, events, _ in chunk
         for event in events
+    )
+    CaseStatusPeriod.objects.bulk_create(
+        CaseStatusPeriod(**dict(zip(PERIOD_COLUMNS, period, strict=True)))
+        for _, _, periods in chunk
+        for period in periods
     )

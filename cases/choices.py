@@ -123,6 +123,8 @@ class TimelineKind(models.TextChoices):
     MESSAGE_RECEIVED = "message_received", "Message received"
     MESSAGE_SENT = "message_sent", "Message sent"
     BOUNCE_RECEIVED = "bounce_received", "Bounce received"
+    SLA_AT_RISK = "sla_at_risk", "SLA target at risk"
+    SLA_BREACHED = "sla_breached", "SLA target breached"
 
 
 class MessageDirection(models.TextChoices):
@@ -143,3 +145,31 @@ class IntakeOutcome(models.TextChoices):
     RATE_LIMITED = "rate_limited", "Sender over the new-case rate"
     NOT_THREADED = "not_threaded", "Ours or personal, not part of a case"
     NO_SENDER = "no_sender", "No sender address"
+    AGENT_REPLY = "agent_reply", "Sent by an agent from the case"
+    AUTO_ACK = "auto_ack", "Automatic acknowledgement (not a response)"
+
+
+class SlaMetric(models.TextChoices):
+    FIRST_RESPONSE = "first_response", "First response"
+    NEXT_RESPONSE = "next_response", "Next response"
+    RESOLUTION = "resolution", "Resolution"
+
+
+class SlaState(models.TextChoices):
+    """A target's state on a case; blank: the case has no such target."""
+
+    ON_TRACK = "on_track", "On track"
+    AT_RISK = "at_risk", "At risk"
+    BREACHED = "breached", "Breached"
+    MET = "met", "Met"
+    PAUSED = "paused", "Paused"
+
+
+# The states whose clock still runs (the beat tick looks only at these).
+SLA_RUNNING_STATES = (SlaState.ON_TRACK, SlaState.AT_RISK)
+
+
+class VipCondition(models.TextChoices):
+    ANY = "", "Any customer"
+    VIP = "vip", "VIP customers only"
+    NOT_VIP = "not_vip", "Customers who are not VIP"

@@ -12,6 +12,8 @@ from cases.choices import (
     CaseType,
     Channel,
     Priority,
+    SlaMetric,
+    SlaState,
     TaskStatus,
 )
 from cases.models import Case, Customer, Organization, Task
@@ -33,6 +35,10 @@ class CaseFilter(filters.FilterSet):
     created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     updated_after = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
     updated_before = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
+    sla = filters.MultipleChoiceFilter(
+        choices=SlaState.choices, method="filter_sla", label="Any SLA target in this state"
+    )
+    sla_due_before = filters.IsoDateTimeFilter(field_name="sla_due", lookup_expr="lt")
 
     class Meta:
         model = Case
@@ -41,6 +47,14 @@ class CaseFilter(filters.FilterSet):
     def filter_open(self, queryset: QuerySet[Case], name: str, value: bool) -> QuerySet[Case]:
         condition = Q(status__in=OPEN_CASE_STATUSES)
         return queryset.filter(condition if value else ~condition)
+
+    def filter_sla(self, queryset: QuerySet[Case], name: str, value: list[str]) -> QuerySet[Case]:
+        if not value:
+            return queryset
+        condition = Q()
+        for metric in SlaMetric.values:
+            condition |= Q(**{f"sla_{metric}_state__in": value})
+        return queryset.filter(condition)
 
 
 class TaskFilter(filters.FilterSet):

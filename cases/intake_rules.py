@@ -65,13 +65,18 @@ def classify(*, headers: Mapping[str, str], subject: str, sender: str) -> Kind:
     precedence = (headers.get("precedence") or "").strip().lower()
     if precedence in BULK_PRECEDENCE:
         return Kind("auto_reply", f"Precedence: {precedence}")
-    if headers.get("list-id"):
+    if _present(headers, "list-id"):
         return Kind("auto_reply", "mailing list")
-    if headers.get("x-autoreply") or headers.get("x-autorespond"):
+    if _present(headers, "x-autoreply") or _present(headers, "x-autorespond"):
         return Kind("auto_reply", "X-Autoreply")
     if AUTO_REPLY_SUBJECTS.match(subject or ""):
         return Kind("auto_reply", "auto-reply subject")
     return CUSTOMER
+
+
+def _present(headers: Mapping[str, str], name: str) -> bool:
+    """A header with a value: one of only spaces says nothing."""
+    return bool((headers.get(name) or "").strip())
 
 
 def case_numbers(subject: str) -> list[str]:

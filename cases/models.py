@@ -20,8 +20,11 @@ from cases.choices import (
     PhoneKind,
     Priority,
     Sentiment,
+    SlaMetric,
+    SlaState,
     TaskStatus,
     TimelineKind,
+    VipCondition,
 )
 from crm.changes import ChangeTracked
 
@@ -155,6 +158,21 @@ class Case(models.Model):
         max_length=10, choices=Sentiment.choices, default=Sentiment.UNKNOWN
     )
     channel = models.CharField(max_length=20, choices=Channel.choices, default=Channel.EMAIL)
+    category = models.ForeignKey(
+        "Category", null=True, blank=True, on_delete=models.SET_NULL, related_name="cases"
+    )
+    # Database defaults too: bulk loaders (cases.bulkdata's COPY) insert rows without them.
+    summary = models.TextField(
+        blank=True, default="", db_default="", help_text="One paragraph: what the customer wants."
+    )
+    triage = models.JSONField(
+        default=dict,
+        db_default=models.Value({}, output_field=models.JSONField()),
+        blank=True,
+        editable=False,
+        help_text="What triage suggested per field, its source, the rules that matched and "
+        "which fields an agent overrode (cases.services.triage).",
+    )
     team = models.ForeignKey("crm.Team", on_delete=models.PROTECT, related_name="cases")
     assignee = models.ForeignKey(
         USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_cases"
@@ -173,6 +191,44 @@ class Case(models.Model):
     merged_into = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_cases"
     )
+    sla_policy = models.ForeignKey(
+        "SlaPolicy", null=True, blank=True, on_delete=models.SET_NULL, related_name="cases",
+        editable=False,
+    )  # fmt: skip
+    sla_first_response_due = models.DateTimeField(null=True, blank=True, editable=False)
+    sla_first_response_state = models.CharField(
+        max_length=10, choices=SlaState.choices, blank=True, default="", db_default="",
+        editable=False,
+    )  # fmt: skip
+    sla_first_response_risk_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the first response target turns at risk.",
+    )
+    sla_next_response_due = models.DateTimeField(null=True, blank=True, editable=False)
+    sla_next_response_state = models.CharField(
+        max_length=10, choices=SlaState.choices, blank=True, default="", db_default="",
+        editable=False,
+    )  # fmt: skip
+    sla_next_response_risk_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the next response target turns at risk.",
+    )
+    sla_resolution_due = models.DateTimeField(null=True, blank=True, editable=False)
+    sla_resolution_state = models.CharField(
+        max_length=10, choices=SlaState.choices, blank=True, default="", db_default="",
+        editable=False,
+    )  # fmt: skip
+    sla_resolution_risk_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the resolution target turns at risk."
+    )
+    sla_due = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="The nearest deadline of a running target (queues sort by it).",
+    )  # fmt: skip
     first_response_at = models.DateTimeField(null=True, blank=True)
     waiting_since = models.DateTimeField(
         null=True,
@@ -218,6 +274,39 @@ class Case(models.Model):
                 condition=models.Q(status__in=OPEN_CASE_STATUSES, merged_into__isnull=True),
                 name="case_open_team",
             ),
+            # SLA: the beat tick finds transitions from these partial indexes (only running
+            # targets are in them); queues sort by the nearest deadline.
+            models.Index(
+                fields=["sla_first_response_risk_at"],
+                condition=models.Q(sla_first_response_state="on_track"),
+                name="case_sla_fr_risk",
+            ),
+            models.Index(
+                fields=["sla_first_response_due"],
+                condition=models.Q(sla_first_response_state__in=("on_track", "at_risk")),
+                name="case_sla_fr_due",
+            ),
+            models.Index(
+                fields=["sla_next_response_risk_at"],
+                condition=models.Q(sla_next_response_state="on_track"),
+                name="case_sla_nr_risk",
+            ),
+            models.Index(
+                fields=["sla_next_response_due"],
+                condition=models.Q(sla_next_response_state__in=("on_track", "at_risk")),
+                name="case_sla_nr_due",
+            ),
+            models.Index(
+                fields=["sla_resolution_risk_at"],
+                condition=models.Q(sla_resolution_state="on_track"),
+                name="case_sla_res_risk",
+            ),
+            models.Index(
+                fields=["sla_resolution_due"],
+                condition=models.Q(sla_resolution_state__in=("on_track", "at_risk")),
+                name="case_sla_res_due",
+            ),
+            models.Index(fields=["team", "sla_due"], name="case_team_sla_due"),
         ]
 
     def __str__(self) -> str:
@@ -411,3 +500,342 @@ class SavedView(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+DEFAULT_ACK_SUBJECT = "We received your request [{{ case.number }}]"
+DEFAULT_ACK_BODY = """Hello {{ customer.name|default:"there" }},
+
+thank you for writing to {{ team.name }}. Your request is now case {{ case.number }}:
+"{{ case.title }}".
+
+We will answer as soon as we can. To add anything, simply reply to this email and keep
+{{ case.number }} in the subject.
+
+{{ team.name }}"""
+
+
+class AutoAcknowledgement(models.Model):
+    """A team's automatic answer to the customer who opened a case by email (Django template
+    syntax; variables: `case`, `customer`, `team`)."""
+
+    team = models.OneToOneField("crm.Team", on_delete=models.CASCADE, related_name="auto_ack")
+    enabled = models.BooleanField(default=True)
+    subject = models.CharField(max_length=300, default=DEFAULT_ACK_SUBJECT)
+    body = models.TextField(default=DEFAULT_ACK_BODY)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "auto-acknowledgement"
+
+    def __str__(self) -> str:
+        return f"Auto-acknowledgement of {self.team}"
+
+
+class AutoAckSent(models.Model):
+    """Each auto-acknowledgement sent: at most one per case, and one per address an hour."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="auto_acks")
+    recipient = models.CharField(max_length=320)
+    message = models.ForeignKey(
+        "mailsync.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "auto-acknowledgement sent"
+        verbose_name_plural = "auto-acknowledgements sent"
+        constraints = [models.UniqueConstraint(fields=["case"], name="autoacksent_once_per_case")]
+        indexes = [models.Index(fields=["recipient", "-sent_at"], name="autoacksent_recipient")]
+
+    def __str__(self) -> str:
+        return f"{self.case_id} → {self.recipient}"
+
+
+# --- triage (cases.services.triage) -----------------------------------------------------------
+# The choices live with the models they belong to until choices.py takes them in.
+
+
+class TriageField(models.TextChoices):
+    """The case fields a triage rule sets (the summary has no rules: it is extracted)."""
+
+    PRIORITY = "priority", "Priority"
+    CATEGORY = "category", "Category"
+    SENTIMENT = "sentiment", "Sentiment"
+
+
+class TriageMatch(models.TextChoices):
+    KEYWORDS = "keywords", "Any of these keywords"
+    PHRASE = "phrase", "This phrase"
+    REGEX = "regex", "Regular expression"
+
+
+class TriageWhere(models.TextChoices):
+    SUBJECT = "subject", "Subject"
+    BODY = "body", "Body"
+    BOTH = "both", "Subject or body"
+    SENDER_DOMAIN = "sender_domain", "Sender's domain"
+
+
+class TriageSource(models.TextChoices):
+    RULES = "rules", "Built-in rules"
+    LLM = "llm", "Language model"
+
+
+class Category(models.Model):
+    """What a case is about (Billing, Incident, ...). Admins add them; triage rules and the
+    language model choose among the active ones, agents set them on cases."""
+
+    name = models.CharField(max_length=80, unique=True)
+    team = models.ForeignKey(
+        "crm.Team",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="categories",
+        help_text="The team that usually handles these cases (informational).",
+    )
+    active = models.BooleanField(
+        default=True, help_text="Inactive categories stay on old cases but are not suggested."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TriageRule(models.Model):
+    """One line of the built-in classifier's table: when `pattern` matches `where`, vote
+    `weight` for `value` (or `category`) of `field`. Per field the value with the most weight
+    wins; a tie goes to the rule with the lowest `order`."""
+
+    field = models.CharField(max_length=20, choices=TriageField.choices)
+    match_type = models.CharField(
+        "match", max_length=20, choices=TriageMatch.choices, default=TriageMatch.KEYWORDS
+    )
+    pattern = models.TextField(
+        help_text="Keywords: separated by commas or lines; whole words, case-insensitive, a "
+        "trailing * matches word beginnings (refund* matches refunds). Phrase: the words in "
+        "this order. Regular expression: Python syntax, case-insensitive. For the sender's "
+        "domain, keywords are domains (a domain matches its subdomains too)."
+    )
+    where = models.CharField(max_length=20, choices=TriageWhere.choices, default=TriageWhere.BOTH)
+    value = models.CharField(
+        max_length=20, blank=True, help_text="The priority or sentiment this rule votes for."
+    )
+    category = models.ForeignKey(
+        Category,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rules",
+        help_text="The category this rule votes for (category rules only).",
+    )
+    weight = models.PositiveSmallIntegerField(default=1)
+    order = models.PositiveIntegerField(default=100, help_text="Lower wins a tie.")
+    active = models.BooleanField(default=True)
+    note = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["field", "order", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(field=TriageField.CATEGORY, category__isnull=False, value="")
+                    | (
+                        ~models.Q(field=TriageField.CATEGORY)
+                        & models.Q(category__isnull=True)
+                        & ~models.Q(value="")
+                    )
+                ),
+                name="triagerule_value_fits_field",
+            )
+        ]
+
+    def __str__(self) -> str:
+        target = self.category.name if self.category_id else self.value
+        return f"{self.get_field_display()} → {target}: {self.pattern[:60]}"
+
+
+class TriageOverride(models.Model):
+    """An agent changed a field triage had set: what was suggested, what they chose, and the
+    rules behind the suggestion. Read in admin to tune the rules; never edited."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="triage_overrides")
+    field = models.CharField(max_length=20, choices=TriageField.choices)
+    suggested = models.CharField(max_length=80, blank=True)
+    chosen = models.CharField(max_length=80, blank=True)
+    source = models.CharField(max_length=10, choices=TriageSource.choices)
+    rules = models.ManyToManyField(TriageRule, blank=True, related_name="overrides")
+    agent = models.ForeignKey(
+        USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [
+            models.Index(fields=["field", "suggested", "chosen"], name="triageoverride_pair")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case_id} {self.field}: {self.suggested or '—'} → {self.chosen or '—'}"
+
+
+class BusinessCalendar(models.Model):
+    """Weekly business hours in a time zone, with holidays; SLA targets in business time
+    count only these hours. Several calendars serve several regions."""
+
+    name = models.CharField(max_length=100, unique=True)
+    timezone = models.CharField(max_length=64, default="Europe/Berlin")
+    is_default = models.BooleanField(default=False)
+    holidays_url = models.URLField(
+        blank=True, help_text="An iCalendar (.ics) address to import holidays from."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="businesscalendar_one_default",
+                violation_error_message="Another calendar is the default already.",
+            )  # fmt: skip
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.timezone})"
+
+
+class BusinessHours(models.Model):
+    """One stretch of business hours on a weekday; an end at or before the start runs past
+    midnight into the next day, 00:00–00:00 is the whole day."""
+
+    calendar = models.ForeignKey(BusinessCalendar, on_delete=models.CASCADE, related_name="hours")
+    weekday = models.PositiveSmallIntegerField(
+        choices=[(0, "Monday"), (1, "Tuesday"), (2, "Wednesday"), (3, "Thursday"),
+                 (4, "Friday"), (5, "Saturday"), (6, "Sunday")]
+    )  # fmt: skip
+    start = models.TimeField()
+    end = models.TimeField()
+
+    class Meta:
+        ordering = ["weekday", "start"]
+        verbose_name_plural = "business hours"
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.start:%H:%M}–{self.end:%H:%M}"
+
+
+class Holiday(models.Model):
+    calendar = models.ForeignKey(
+        BusinessCalendar, on_delete=models.CASCADE, related_name="holidays"
+    )
+    date = models.DateField()
+    name = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["date"]
+        constraints = [
+            models.UniqueConstraint(fields=["calendar", "date"], name="holiday_calendar_date")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.name}"
+
+
+class SlaPolicy(models.Model):
+    """Targets for the cases it matches. Policies are tried in order; the first whose
+    conditions all hold applies (an empty condition holds for every case), and the default
+    policy catches the rest."""
+
+    name = models.CharField(max_length=100, unique=True)
+    order = models.PositiveIntegerField(default=100)
+    active = models.BooleanField(default=True)
+    is_default = models.BooleanField(
+        default=False, help_text="The catch-all: applies when no other policy matches."
+    )
+    calendar = models.ForeignKey(
+        BusinessCalendar, null=True, blank=True, on_delete=models.PROTECT, related_name="policies",
+        help_text="Business hours of its targets in business time (default: the default calendar).",
+    )  # fmt: skip
+    priorities = models.JSONField(default=list, blank=True)
+    types = models.JSONField(default=list, blank=True)
+    channels = models.JSONField(default=list, blank=True)
+    tiers = models.JSONField(default=list, blank=True, help_text="Organization tiers.")
+    vip = models.CharField(max_length=10, choices=VipCondition.choices, blank=True, default="")
+    teams = models.ManyToManyField("crm.Team", blank=True, related_name="+")
+    tags = models.ManyToManyField(Tag, blank=True, related_name="+")
+    pause_awaiting_customer = models.BooleanField(
+        default=True, help_text="The clocks stop while the case awaits the customer."
+    )
+    pause_awaiting_vendor = models.BooleanField(
+        default=False, help_text="The clocks stop while the case awaits a vendor."
+    )
+    at_risk_percent = models.PositiveSmallIntegerField(
+        default=80, help_text="A target is at risk once this share of its time is used."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["order", "pk"]
+        verbose_name = "SLA policy"
+        verbose_name_plural = "SLA policies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True),
+                name="slapolicy_one_default",
+                violation_error_message="Another policy is the default already.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(at_risk_percent__gte=1, at_risk_percent__lte=99),
+                name="slapolicy_at_risk_percent_range",
+            ),
+        ]  # fmt: skip
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SlaTarget(models.Model):
+    policy = models.ForeignKey(SlaPolicy, on_delete=models.CASCADE, related_name="targets")
+    priority = models.CharField(max_length=10, choices=Priority.choices)
+    metric = models.CharField(max_length=20, choices=SlaMetric.choices)
+    minutes = models.PositiveIntegerField()
+    business_time = models.BooleanField(
+        default=True, help_text="Count only business hours (else around the clock)."
+    )
+
+    class Meta:
+        ordering = ["policy", "metric", "priority"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["policy", "priority", "metric"], name="slatarget_unique"
+            ),
+            models.CheckConstraint(condition=models.Q(minutes__gte=1), name="slatarget_minutes"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_metric_display()} {self.get_priority_display()}: {self.minutes} min"
+
+
+class CaseStatusPeriod(models.Model):
+    """How long a case was in each status: the history SLA pauses are derived from, compact
+    enough to recompute every open case's deadlines after a policy or calendar change."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="status_periods")
+    status = models.CharField(max_length=20, choices=CaseStatus.choices)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["case", "started_at"]
+        indexes = [models.Index(fields=["case", "started_at"], name="statusperiod_case")]
+
+    def __str__(self) -> str:
+        return f"{self.case_id} {self.status} {self.started_at:%Y-%m-%d %H:%M}"

@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 from cases.api.analytics import DashboardView, PerformanceView, ReportView, TrendsView
 from cases.api.cases import CaseViewSet
 from cases.api.customers import CustomerViewSet, OrganizationViewSet
+from cases.api.sla_reports import SlaReportView
 from cases.api.tasks import TaskViewSet
 
 router = SimpleRouter(trailing_slash=False)
@@ -20,4 +21,5 @@ urlpatterns += [
     path("analytics/trends", TrendsView.as_view(), name="analytics-trends"),
     path("analytics/performance", PerformanceView.as_view(), name="analytics-performance"),
     path("analytics/reports", ReportView.as_view(), name="analytics-reports"),
+    path("analytics/sla", SlaReportView.as_view(), name="analytics-sla"),
 ]

@@ -1,4 +1,4 @@
-"""Prometheus metrics for HTTP requests and Celery tasks.
+"""Prometheus metrics for HTTP requests, Celery tasks and result caches.
 
 With `PROMETHEUS_MULTIPROC_DIR` set (it must be set before this module is imported, and the
 folder emptied when the stack starts), every process writes its samples to files there and
@@ -46,6 +46,12 @@ TASK_DURATION = Histogram(
     "Celery task run time.",
     ["task"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
+)
+# Caches of computed results (the mail list's hot pages, `mailsync.cache`): `result` is hit,
+# miss (computed and stored), bypass (the request cannot be cached) or error (the cache did
+# not answer; the result was computed).
+CACHE_LOOKUPS = Counter(
+    "crm_cache_lookups_total", "Lookups in caches of computed results.", ["cache", "result"]
 )
 
 

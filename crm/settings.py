@@ -242,6 +242,15 @@ GRAPH_BREAKER_COOLDOWN_SECONDS = env.float("GRAPH_BREAKER_COOLDOWN_SECONDS", def
 MAIL_DELTA_PAGE_SIZE = env.int("MAIL_DELTA_PAGE_SIZE", default=100)
 MAIL_SYNC_LEASE_SECONDS = env.int("MAIL_SYNC_LEASE_SECONDS", default=600)
 MAIL_SYNC_INTERVAL_SECONDS = env.int("MAIL_SYNC_INTERVAL_SECONDS", default=300)
+# The attachments of one message sent from the CRM may add up to this many bytes (Graph takes
+# 150 MB through upload sessions; most relays and recipients refuse far less).
+MAIL_SEND_MAX_BYTES = env.int("MAIL_SEND_MAX_BYTES", default=35 * 1024 * 1024)
+# A CA certificate file trusted for the SMTP relay's TLS in addition to the system's (a relay
+# with a certificate of a company CA).
+SMTP_RELAY_CA_BUNDLE = env.str("SMTP_RELAY_CA_BUNDLE", default="")
+# Hot pages of the mail API are cached under their mailboxes' change numbers (never stale);
+# this only bounds how long an unused page takes memory in Redis.
+MAIL_PAGE_CACHE_SECONDS = env.int("MAIL_PAGE_CACHE_SECONDS", default=300)
 # One process applies a mailbox's write-back outbox at a time; a crashed one's lease runs out
 # after this long (keep it above the longest Retry-After Graph sends, typically minutes).
 MAIL_OUTBOX_LEASE_SECONDS = env.int("MAIL_OUTBOX_LEASE_SECONDS", default=300)
@@ -305,6 +314,14 @@ APP_SECRET_WARN_DAYS = env.list("APP_SECRET_WARN_DAYS", cast=int, default=[30, 7
 # Email intake (cases): a sender opening more new cases than this in an hour is a flood;
 # further messages are recorded without opening cases.
 INTAKE_MAX_NEW_CASES_PER_SENDER_HOUR = env.int("INTAKE_MAX_NEW_CASES_PER_SENDER_HOUR", default=20)
+
+# Triage of new cases (cases.services.triage): the built-in rules always run in intake; with
+# TRIAGE_LLM_URL set, an OpenAI-compatible model (POST {url}/chat/completions) re-triages each
+# new case in the worker. A timeout or a bad answer keeps the rules' result.
+TRIAGE_LLM_URL = env.str("TRIAGE_LLM_URL", default="")
+TRIAGE_LLM_MODEL = env.str("TRIAGE_LLM_MODEL", default="gpt-4o-mini")
+TRIAGE_LLM_API_KEY = env.str("TRIAGE_LLM_API_KEY", default="")
+TRIAGE_LLM_TIMEOUT_SECONDS = env.float("TRIAGE_LLM_TIMEOUT_SECONDS", default=20.0)
 
 # --- API: DRF + drf-spectacular ---------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -22,6 +22,8 @@ from mailsync.models import (
     MailFolder,
     MailOperation,
     Message,
+    OutboundMessage,
+    SmtpRelay,
     SyncRound,
 )
 
@@ -318,3 +320,77 @@ def mailbox_notices(request: HttpRequest) -> list[AdminNotice]:
             link_text="Mailboxes",
         )
     ]
+
+
+class SmtpRelayForm(forms.ModelForm):
+    """The password is write-only: left empty, the stored one stays."""
+
+    password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted. Leave empty to keep the current password.",
+    )
+
+    class Meta:
+        model = SmtpRelay
+        fields = ["name", "host", "port", "security", "username", "password", "timeout_seconds",
+                  "is_default"]  # fmt: skip
+
+    def clean_password(self) -> str:
+        return self.cleaned_data["password"] or (self.instance.password if self.instance else "")
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("username") and not cleaned.get("password"):
+            self.add_error("password", "A relay with a user name needs its password.")
+        if cleaned.get("security") == "none" and cleaned.get("username"):
+            self.add_error("security", "Credentials are never sent without TLS.")
+        return cleaned
+
+
+@admin.register(SmtpRelay)
+class SmtpRelayAdmin(admin.ModelAdmin):
+    """Where local mailboxes send mail for other domains (Mail → SMTP relays); model
+    permissions keep it to admins."""
+
+    form = SmtpRelayForm
+    list_display = ["name", "host", "port", "security", "username", "is_default"]
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """The outbound queue of local mailboxes: what waits for the relay, what it refused."""
+
+    list_display = ["created_at", "mailbox", "recipients", "status", "attempts",
+                    "next_attempt_at", "last_error"]  # fmt: skip
+    list_filter = ["status", "mailbox"]
+    list_select_related = ["mailbox"]
+    search_fields = ["mail_from", "internet_message_id"]
+    exclude = ["raw"]
+    readonly_fields = ["mailbox", "message", "relay", "mail_from", "rcpt_tos",
+                       "internet_message_id", "status", "attempts", "next_attempt_at",
+                       "last_error", "refused", "created_at", "sent_at"]  # fmt: skip
+    actions = ["retry_now"]
+
+    def visible(self, request: HttpRequest) -> QuerySet[OutboundMessage]:
+        return OutboundMessage.objects.filter(
+            mailbox__in=selectors.mailbox_list(user=request.user)
+        ).defer("raw")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="To")
+    def recipients(self, outbound: OutboundMessage) -> str:
+        shown = ", ".join(outbound.rcpt_tos[:3])
+        return shown + (
+            f" and {len(outbound.rcpt_tos) - 3} more" if len(outbound.rcpt_tos) > 3 else ""
+        )
+
+    @admin.action(description="Send selected messages again now")
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
+        count = 0
+        for outbound in queryset.exclude(status="sent"):
+            services.outbound_retry_now(outbound=outbound)
+            count += 1
+        self.message_user(request, f"{count} message(s) queued for the relay.", messages.SUCCESS)

@@ -1,20 +1,31 @@
-"""The read-only mail API: `/api/v1/mail/messages` and `/api/v1/mail/message/{id}`.
+"""The mail API under `/api/v1/mail/`: lists with filters and search, a message with its
+recipients, body and attachments, attachment bytes, and the writes (send, change, delete).
 
 Field names follow the reference specification (`mail-calendar-api-spec.md`), extended with
 what an integrator needs to work with the result (mailbox, folder, read state, flags,
-threading ids). Pages are keyset pages over (date, id), newest first; `nextPageToken` is an
-opaque signed token, and a token that does not verify is a 400 naming the parameter.
+threading ids). Pages are keyset pages, newest first (best match first while searching);
+`nextPageToken` is an opaque signed token, and a token that does not verify is a 400 naming
+the parameter. Hot pages come from a cache keyed by change numbers (`mailsync.cache`). Writes
+go through the mail services, so Microsoft 365 mailboxes change there too.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import mimetypes
+import re
+import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from django.core import signing
 from django.db import transaction
-from django.db.models import Q, QuerySet
 from django.http import FileResponse
+from django.utils.html import escape, linebreaks
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
@@ -22,14 +33,25 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crm.errors import ServiceError
-from mailsync import selectors, services
+from crm.graph.auth import GraphAuthError
+from crm.graph.errors import GraphError
+from mailsync import cache, selectors, services
 from mailsync.choices import FlagStatus
 from mailsync.models import Attachment, Message
 from mailsync.services.attachments import attachment_content_ensure
+from mailsync.services.delegated import ReconnectNeeded
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-PAGE_TOKEN_SALT = "mailsync.api.messages"  # noqa: S105 - a signing salt, not a secret
+PAGE_TOKEN_SALT = "mailsync.api.messages.v2"  # noqa: S105 - a signing salt, not a secret
+MAX_RECIPIENTS = 500
+MAX_ATTACHMENTS = 50
+MAX_SEND_BYTES = 35 * 1024 * 1024  # attachments decoded, together; Graph takes up to 150 MB
+MAX_BODY_CHARS = 4 * 1024 * 1024
+SEND_MODES = {"new": "new", "reply": "reply", "replyAll": "reply_all", "forward": "forward"}
+MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+# Quoted filename characters every client parses alike: no quote, backslash or semicolon.
+PLAIN_FILENAME = re.compile(r"[^A-Za-z0-9 !#$%&\'()*+,\-.=@\[\]^_`{}~]")
 
 
 def _addresses(values: list[dict[str, str]]) -> list[str]:
@@ -37,10 +59,11 @@ def _addresses(values: list[dict[str, str]]) -> list[str]:
 
 
 def message_summary(message: Message) -> dict[str, Any]:
+    folder = message.folder
     return {
         "id": str(message.pk),
         "mailbox": message.mailbox.address,
-        "folder": message.folder.well_known or str(message.folder_id),
+        "folder": (folder.well_known or str(folder.pk)) if folder is not None else None,
         "subject": message.subject,
         "from": message.from_address,
         "fromName": message.from_name,
@@ -63,6 +86,7 @@ def attachment_summary(attachment: Attachment) -> dict[str, Any]:
         "size": attachment.size,
         "contentType": attachment.content_type,
         "isInline": attachment.is_inline,
+        "contentId": attachment.content_id,
     }
 
 
@@ -129,10 +153,27 @@ MessageDetailSchema = inline_serializer(
                 "size": serializers.IntegerField(),
                 "contentType": serializers.CharField(),
                 "isInline": serializers.BooleanField(),
+                "contentId": serializers.CharField(),
             },
             many=True,
         ),
     },
+)
+
+FILTER_HELP = (
+    "Comma-separated terms that must all hold: `unread`, `read`, `flagged`, `hasAttachments`, "
+    "`from:anna@example.com` or `from:@example.com` (a domain), `to:` likewise (To or Cc), "
+    "`since:2026-11-01` and `until:2026-11-30` (days in your time zone, `until` inclusive; or "
+    "ISO 8601 instants with an offset, `until` exclusive), `importance:high`, "
+    "`case:CASE-000123` (messages of a case you see, by number or id). Example: "
+    "`filter=unread,from:@nordwind.example,since:2026-11-01`. An unusable term is a 400 "
+    "naming `filter`."
+)
+SEARCH_HELP = (
+    'Full-text search over subject, sender and body (websearch syntax: `"exact phrase"`, '
+    "`or`, `-exclude`), best match first among the 1,000 newest matches (more words or "
+    "`filter` terms reach older mail); a misspelled search that matches nothing falls back "
+    "to similar subjects."
 )
 
 
@@ -145,22 +186,96 @@ class MessageListParams(serializers.Serializer):
         required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE
     )
     pageToken = serializers.CharField(required=False)  # noqa: N815
+    filter = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000, help_text=FILTER_HELP
+    )
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=selectors.MAX_SEARCH_LENGTH,
+        help_text=SEARCH_HELP,
+    )
 
 
-def _position_decode(token: str) -> tuple[datetime, int]:
+def _position_decode(token: str) -> selectors.PagePosition:
     try:
-        stamp, pk = signing.loads(token, salt=PAGE_TOKEN_SALT)
-        return datetime.fromisoformat(stamp), int(pk)
+        mode, stamp, pk, rank = signing.loads(token, salt=PAGE_TOKEN_SALT)
+        return selectors.PagePosition(
+            mode=str(mode),
+            received_at=datetime.fromisoformat(stamp),
+            pk=int(pk),
+            rank=None if rank is None else float(rank),
+        )
     except (signing.BadSignature, ValueError, TypeError) as exc:
         raise exceptions.ValidationError({"pageToken": ["Invalid page token."]}) from exc
 
 
-def _position_encode(message: Message) -> str:
-    return signing.dumps([message.received_at.isoformat(), message.pk], salt=PAGE_TOKEN_SALT)
+def _position_encode(position: selectors.PagePosition | None) -> str | None:
+    if position is None:
+        return None
+    stamp = position.received_at.isoformat()
+    return signing.dumps([position.mode, stamp, position.pk, position.rank], salt=PAGE_TOKEN_SALT)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A validated list request."""
+
+    scope: selectors.MessageScope
+    filters: list[selectors.MessageFilter]
+    search: str
+    position: selectors.PagePosition | None
+    size: int
+
+    @property
+    def cacheable(self) -> bool:
+        return all(f.cacheable for f in self.filters)
+
+    def identity(self) -> dict[str, Any]:
+        """Everything besides the scope that decides the page, canonical (for its cache key)."""
+        return {
+            "filters": [f.term for f in self.filters],
+            "q": self.search,
+            "size": self.size,
+            "after": _position_encode(self.position),
+        }
+
+
+def _list_query(request: Request) -> ListQuery:
+    params = MessageListParams(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    data = params.validated_data
+    try:
+        scope = selectors.message_scope(
+            user=request.user, mailbox=data.get("mailbox", ""), folder=data.get("folder", "")
+        )
+        filters = selectors.message_filters_parse(data.get("filter", ""), user=request.user)
+    except selectors.MessageQueryError as exc:
+        raise exceptions.ValidationError({exc.field: [exc.message]}) from None
+    search = " ".join(data.get("q", "").split())
+    position = _position_decode(data["pageToken"]) if data.get("pageToken") else None
+    if position is not None and not selectors.message_search_mode_fits(position.mode, search):
+        raise exceptions.ValidationError(
+            {"pageToken": ["This page token belongs to another search."]}
+        )
+    return ListQuery(scope, filters, search, position, data["pageSize"])
+
+
+def _list_page(query: ListQuery) -> dict[str, Any]:
+    mode = query.position.mode if query.position else None
+    page = selectors.message_page(
+        scope=query.scope, filters=query.filters, search=query.search, mode=mode,
+        position=query.position, size=query.size,
+    )  # fmt: skip
+    return {
+        "messages": [message_summary(m) for m in page.messages],
+        "nextPageToken": _position_encode(page.next_position),
+    }
 
 
 class MessageListView(APIView):
-    """Messages of the mailboxes the caller sees, newest first."""
+    """Messages of the mailboxes the caller sees, newest first (best match first when
+    searching), filtered; hot pages come from the change-number cache (`mailsync.cache`)."""
 
     @extend_schema(
         operation_id="mail_messages_list",
@@ -169,38 +284,16 @@ class MessageListView(APIView):
         tags=["mail"],
     )
     def get(self, request: Request) -> Response:
-        params = MessageListParams(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        messages = self._filtered(request, params.validated_data)
-        if token := params.validated_data.get("pageToken"):
-            stamp, pk = _position_decode(token)
-            messages = messages.filter(Q(received_at__lt=stamp) | Q(received_at=stamp, pk__lt=pk))
-        size = params.validated_data["pageSize"]
-        page = list(
-            messages.select_related("mailbox", "folder")
-            .defer("body_html", "body_text", "headers")
-            .order_by("-received_at", "-pk")[: size + 1]
-        )
-        next_token = _position_encode(page[size - 1]) if len(page) > size else None
-        return Response(
-            {"messages": [message_summary(m) for m in page[:size]], "nextPageToken": next_token}
-        )
-
-    def _filtered(self, request: Request, params: dict[str, Any]) -> QuerySet[Message]:
-        messages = selectors.message_list(user=request.user)
-        if "folder" in params and "mailbox" not in params:
-            raise exceptions.ValidationError({"folder": ["A folder needs its mailbox."]})
-        if "mailbox" in params:
-            mailbox = selectors.mailbox_find(user=request.user, key=params["mailbox"])
-            if mailbox is None:
-                raise exceptions.ValidationError({"mailbox": ["No such mailbox."]})
-            messages = messages.filter(mailbox=mailbox)
-            if "folder" in params:
-                folder = selectors.folder_find(mailbox=mailbox, key=params["folder"])
-                if folder is None:
-                    raise exceptions.ValidationError({"folder": ["No such folder."]})
-                messages = messages.filter(folder=folder)
-        return messages
+        query = _list_query(request)
+        if not query.cacheable:
+            cache.page_bypass()
+            return Response(_list_page(query))
+        key = cache.page_key(scope=query.scope, request=query.identity())
+        if (cached := cache.page_get(key)) is not None:
+            return Response(cached)
+        body = _list_page(query)
+        cache.page_set(key, body)
+        return Response(body)
 
 
 class MessageChange(serializers.Serializer):
@@ -216,6 +309,19 @@ class MessageChange(serializers.Serializer):
     )
 
 
+def _visible_message(request: Request, pk: int) -> Message:
+    message = (
+        selectors.message_list(user=request.user)
+        .select_related("mailbox", "folder")
+        .prefetch_related("attachments")
+        .filter(pk=pk)
+        .first()
+    )
+    if message is None:
+        raise exceptions.NotFound("No such message.")
+    return message
+
+
 class MessageDetailView(APIView):
     @extend_schema(
         operation_id="mail_message_retrieve",
@@ -223,7 +329,7 @@ class MessageDetailView(APIView):
         tags=["mail"],
     )
     def get(self, request: Request, pk: int) -> Response:
-        return Response(message_detail(self._message(request, pk)))
+        return Response(message_detail(_visible_message(request, pk)))
 
     @extend_schema(
         operation_id="mail_message_update",
@@ -234,7 +340,7 @@ class MessageDetailView(APIView):
     def patch(self, request: Request, pk: int) -> Response:
         body = MessageChange(data=request.data)
         body.is_valid(raise_exception=True)
-        message, changes, actor = self._message(request, pk), body.validated_data, request.user
+        message, changes, actor = _visible_message(request, pk), body.validated_data, request.user
         with transaction.atomic():
             if "isRead" in changes:
                 message = services.message_set_read(
@@ -253,62 +359,220 @@ class MessageDetailView(APIView):
                 if folder is None:
                     raise exceptions.ValidationError({"folder": ["No such folder."]})
                 message = services.message_move(message=message, folder=folder, actor=actor)
-        return Response(message_detail(self._message(request, pk)))
+        return Response(message_detail(_visible_message(request, pk)))
 
     @extend_schema(operation_id="mail_message_delete", responses={204: None}, tags=["mail"])
     def delete(self, request: Request, pk: int) -> Response:
         """To Deleted Items; a message already there is deleted for good."""
-        services.message_delete(message=self._message(request, pk), actor=request.user)
+        services.message_delete(message=_visible_message(request, pk), actor=request.user)
         return Response(status=204)
 
-    def _message(self, request: Request, pk: int) -> Message:
-        message = (
-            selectors.message_list(user=request.user)
-            .select_related("mailbox", "folder")
-            .prefetch_related("attachments")
-            .filter(pk=pk)
-            .first()
-        )
-        if message is None:
-            raise exceptions.NotFound("No such message.")
-        return message
 
-
-class AttachmentUnavailable(exceptions.APIException):
+class Microsoft365Unavailable(exceptions.APIException):
     status_code = 502
-    default_detail = "The attachment could not be fetched from Microsoft 365; try again later."
-    default_code = "attachment_unavailable"
+    default_detail = "Microsoft 365 did not answer; try again later."
+    default_code = "microsoft365_unavailable"
+
+
+# --- attachments -------------------------------------------------------------------------------
+
+
+def attachment_content_type(attachment: Attachment) -> str:
+    """The stored type if it is a well-formed `type/subtype` (parameters dropped), else a
+    guess from the name, else `application/octet-stream`."""
+    value = attachment.content_type.split(";")[0].strip().lower()
+    if MIME_TYPE.match(value):
+        return value
+    guessed, _ = mimetypes.guess_type(attachment.name or "")
+    return guessed or "application/octet-stream"
+
+
+def content_disposition(name: str) -> str:
+    """`attachment` with a filename no client can misread: the last path segment only, no
+    control characters; quoted as plain ASCII, plus RFC 5987's UTF-8 form when the name has
+    characters the quoted form cannot carry."""
+    last = re.split(r"[/\\]", name)[-1]
+    cleaned = "".join(ch for ch in last if not unicodedata.category(ch).startswith("C"))
+    cleaned = cleaned.strip(" .")[:200] or "attachment"
+    ascii_name = unicodedata.normalize("NFKD", cleaned).encode("ascii", "ignore").decode()
+    fallback = PLAIN_FILENAME.sub("_", ascii_name).strip(" .") or "attachment"
+    if fallback == cleaned:
+        return f'attachment; filename="{fallback}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(cleaned, safe='')}"
+
+
+def _attachment_response(attachment: Attachment) -> FileResponse:
+    """The bytes, always as a download: a browser must never render a customer's HTML or SVG
+    on our origin, whatever type it claims (nosniff, and a sandbox if it tried)."""
+    try:
+        attachment = attachment_content_ensure(attachment=attachment)
+        content = attachment.content.open("rb")
+    except ServiceError as exc:  # Graph refused or is unreachable; MailboxError likewise
+        raise Microsoft365Unavailable(
+            f"The attachment could not be fetched from Microsoft 365: {exc.message}"
+        ) from exc
+    except OSError as exc:
+        raise exceptions.NotFound("The attachment's file is missing from storage.") from exc
+    response = FileResponse(content, content_type=attachment_content_type(attachment))
+    response["Content-Disposition"] = content_disposition(attachment.name)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _visible_attachment(request: Request, pk: int, message_pk: int | None = None) -> Attachment:
+    attachments = Attachment.objects.filter(
+        pk=pk, message__in=selectors.message_list(user=request.user)
+    )
+    if message_pk is not None:
+        attachments = attachments.filter(message_id=message_pk)
+    attachment = attachments.select_related("message__mailbox").first()
+    if attachment is None:
+        raise exceptions.NotFound("No such attachment.")
+    return attachment
+
+
+ATTACHMENT_SCHEMA = {
+    "responses": {(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    "tags": ["mail"],
+    "description": (
+        "The attachment's bytes with its content type, always as a download "
+        "(`Content-Disposition: attachment`, `X-Content-Type-Options: nosniff`). Microsoft 365 "
+        "attachments are fetched on first use, then served from storage; 502 when Microsoft "
+        "365 cannot deliver one."
+    ),
+}
+
+
+class AttachmentView(APIView):
+    """`/api/v1/mail/attachments/{id}`."""
+
+    @extend_schema(operation_id="mail_attachment_download", **ATTACHMENT_SCHEMA)
+    def get(self, request: Request, pk: int) -> FileResponse:
+        return _attachment_response(_visible_attachment(request, pk))
 
 
 class AttachmentContentView(APIView):
-    """The attachment's bytes; fetched from Microsoft 365 on first use, then from storage."""
+    """`/api/v1/mail/message/{id}/attachments/{attachment_id}` (the earlier address)."""
+
+    @extend_schema(operation_id="mail_attachment_content", **ATTACHMENT_SCHEMA)
+    def get(self, request: Request, pk: int, attachment_pk: int) -> FileResponse:
+        return _attachment_response(_visible_attachment(request, attachment_pk, pk))
+
+
+# --- sending -------------------------------------------------------------------------------------
+
+
+class OutgoingAttachmentSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    contentType = serializers.CharField(  # noqa: N815 - Graph's and the API's field name
+        max_length=255, required=False, default="application/octet-stream"
+    )
+    contentBytes = serializers.CharField(  # noqa: N815
+        help_text="The file, base64-encoded.", trim_whitespace=True
+    )
+
+    def validate_contentBytes(self, value: str) -> bytes:  # noqa: N802 - DRF's naming rule
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError("Not valid base64.") from None
+
+    def validate_contentType(self, value: str) -> str:  # noqa: N802
+        value = value.split(";")[0].strip().lower()
+        if not MIME_TYPE.match(value):
+            raise serializers.ValidationError("Not a content type (type/subtype).")
+        return value
+
+
+def _recipients() -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.EmailField(), required=False, default=list, max_length=MAX_RECIPIENTS
+    )
+
+
+class SendRequest(serializers.Serializer):
+    """A message to send from a mailbox the caller sees."""
+
+    mailbox = serializers.CharField(help_text="The sending mailbox: address or id.")
+    to = _recipients()
+    cc = _recipients()
+    bcc = _recipients()
+    subject = serializers.CharField(required=False, allow_blank=True, default="", max_length=998)
+    body = serializers.CharField(
+        required=False, allow_blank=True, default="", trim_whitespace=False,
+        max_length=MAX_BODY_CHARS,
+    )  # fmt: skip
+    bodyType = serializers.ChoiceField(  # noqa: N815
+        choices=["html", "text"], default="html", required=False
+    )
+    mode = serializers.ChoiceField(
+        choices=list(SEND_MODES), default="new", required=False,
+        help_text="reply, replyAll and forward need `original`; Microsoft 365 then sets the "
+        "recipients and subject unless given, and threads the answer.",
+    )  # fmt: skip
+    original = serializers.IntegerField(
+        required=False, min_value=1, help_text="The id of the message answered or forwarded."
+    )
+    attachments = OutgoingAttachmentSerializer(many=True, required=False, default=list)
+
+    def validate_attachments(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(value) > MAX_ATTACHMENTS:
+            raise serializers.ValidationError(f"At most {MAX_ATTACHMENTS} attachments.")
+        if sum(len(a["contentBytes"]) for a in value) > MAX_SEND_BYTES:
+            raise serializers.ValidationError(
+                f"Attachments may add up to {MAX_SEND_BYTES // (1024 * 1024)} MB."
+            )
+        return value
+
+
+class SendView(APIView):
+    """`POST /api/v1/mail/send`: through Graph for Microsoft 365 mailboxes (Outlook threads
+    it, Sent Items keeps it), through the SMTP relay for the CRM's own."""
 
     @extend_schema(
-        operation_id="mail_attachment_content",
-        responses={(200, "application/octet-stream"): bytes},
+        operation_id="mail_send",
+        request=SendRequest,
+        responses={201: MessageDetailSchema},
         tags=["mail"],
     )
-    def get(self, request: Request, pk: int, attachment_pk: int) -> FileResponse:
-        attachment = (
-            Attachment.objects.filter(
-                pk=attachment_pk,
-                message_id=pk,
-                message__in=selectors.message_list(user=request.user),
+    def post(self, request: Request) -> Response:
+        body = SendRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        mailbox = selectors.mailbox_find(user=request.user, key=data["mailbox"])
+        if mailbox is None:
+            raise exceptions.ValidationError({"mailbox": ["No such mailbox."]})
+        original = None
+        if "original" in data:
+            original = (
+                selectors.message_list(user=request.user)
+                .filter(pk=data["original"], mailbox=mailbox)
+                .first()
             )
-            .select_related("message__mailbox")
-            .first()
-        )
-        if attachment is None:
-            raise exceptions.NotFound("No such attachment.")
+            if original is None:
+                raise exceptions.ValidationError({"original": ["No such message in this mailbox."]})
+        html = data["body"] if data["bodyType"] == "html" else linebreaks(escape(data["body"]))
+        files = [
+            services.OutgoingFile(a["name"], a["contentBytes"], a["contentType"])
+            for a in data["attachments"]
+        ]
         try:
-            attachment = attachment_content_ensure(attachment=attachment)
-        except ServiceError as exc:  # Graph refused or is unreachable; MailboxError likewise
-            raise AttachmentUnavailable(
-                f"The attachment could not be fetched from Microsoft 365: {exc.message}"
+            sent = services.send_message(
+                mailbox=mailbox, body_html=html, subject=data["subject"], to=data["to"],
+                cc=data["cc"], bcc=data["bcc"], mode=SEND_MODES[data["mode"]],
+                original=original, attachments=files, actor=request.user,
+            )  # fmt: skip
+        except ReconnectNeeded:
+            raise  # the owner must sign in again: a 400 that says so
+        except (GraphError, GraphAuthError) as exc:
+            raise Microsoft365Unavailable(
+                f"Microsoft 365 did not take the message: {exc.message}"
             ) from exc
-        return FileResponse(
-            attachment.content.open("rb"),
-            as_attachment=not attachment.is_inline,
-            filename=attachment.name or "attachment",
-            content_type=attachment.content_type or "application/octet-stream",
+        stored = (
+            Message.objects.select_related("mailbox", "folder")
+            .prefetch_related("attachments")
+            .get(pk=sent.pk)
         )
+        return Response(message_detail(stored), status=201)

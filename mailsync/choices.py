@@ -69,3 +69,17 @@ class OperationStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     DONE = "done", "Done in Microsoft 365"
     FAILED = "failed", "Refused by Microsoft 365 (local state corrected)"
+
+
+class RelaySecurity(models.TextChoices):
+    STARTTLS = "starttls", "STARTTLS (port 587)"
+    TLS = "tls", "Implicit TLS (port 465)"
+    NONE = "none", "None (a relay on a trusted network only)"
+
+
+class OutboundStatus(models.TextChoices):
+    """Where a message for external recipients of a local mailbox stands in the relay queue."""
+
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Handed to the relay"
+    FAILED = "failed", "Failed (the relay refused it for good, or retries ran out)"

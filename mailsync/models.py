@@ -9,6 +9,7 @@ of cases: it announces new messages through `mailsync.signals.message_ingested`.
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
@@ -24,6 +25,8 @@ from mailsync.choices import (
     MailboxKind,
     OperationKind,
     OperationStatus,
+    OutboundStatus,
+    RelaySecurity,
     RoundKind,
     RoundStatus,
     WellKnownFolder,
@@ -191,6 +194,10 @@ class InboundMessage(models.Model):
     rcpt_tos = models.JSONField(default=list, help_text="The accepted envelope recipients.")
     peer = models.CharField(max_length=100, blank=True)
     helo = models.CharField(max_length=255, blank=True)
+    submitted_from = models.ForeignKey(
+        "Mailbox", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Sent from the CRM as this local mailbox: it gets the Sent Items copy.",
+    )  # fmt: skip
     authenticated_user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -222,6 +229,15 @@ class InboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"inbound {self.pk} from <{self.mail_from}> ({self.status})"
+
+
+class MessageManager(models.Manager):
+    """Leaves the tsvector out of ordinary reads: only the database's search uses it, and
+    fetching it with every row would make each page of messages several times larger (as for
+    cases, docs/decisions.md "Search")."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().defer("search_vector")
 
 
 class Message(ChangeTracked):
@@ -289,6 +305,13 @@ class Message(ChangeTracked):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Subject, sender and the start of the body (PostgreSQL: trigger and GIN index of
+    # migration 0006; an unused column on SQLite, as for cases).
+    search_vector = SearchVectorField(
+        null=True, editable=False, help_text="Kept current by a PostgreSQL trigger."
+    )
+
+    objects = MessageManager()
 
     class Meta(ChangeTracked.Meta):
         indexes = [
@@ -410,3 +433,77 @@ class MailOperation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.graph_id[:20]}… ({self.get_status_display()})"
+
+
+class SmtpRelay(models.Model):
+    """The SMTP server local mailboxes send external mail through (a smarthost: the ISP's, a
+    transactional mail service, the company's Exchange). The default relay serves every
+    local mailbox."""
+
+    name = models.CharField(max_length=100, unique=True)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(default=587)
+    security = models.CharField(
+        max_length=10, choices=RelaySecurity.choices, default=RelaySecurity.STARTTLS
+    )
+    username = models.CharField(max_length=255, blank=True)
+    password = EncryptedTextField(blank=True)
+    timeout_seconds = models.PositiveIntegerField(default=30)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "SMTP relay"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=Q(is_default=True),
+                name="mailsync_one_default_relay",
+                violation_error_message="Another relay is the default already.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.host}:{self.port})"
+
+
+class OutboundMessage(models.Model):
+    """The outbound queue of local mailboxes: one message for its external recipients, queued
+    in the transaction that stored the Sent Items copy and handed to the relay by a worker,
+    with retries; what the relay refused stays visible in admin."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="outbound")
+    message = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="outbound",
+        help_text="The Sent Items copy.",
+    )  # fmt: skip
+    relay = models.ForeignKey(SmtpRelay, null=True, blank=True, on_delete=models.SET_NULL)
+    mail_from = models.CharField(max_length=320)
+    rcpt_tos = models.JSONField(default=list)
+    raw = models.BinaryField()
+    internet_message_id = models.CharField(max_length=998, blank=True)
+    status = models.CharField(
+        max_length=10, choices=OutboundStatus.choices, default=OutboundStatus.QUEUED
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    refused = models.JSONField(
+        default=dict, blank=True, help_text="Recipients the relay refused, with its answer."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "outbound message"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="queued"),
+                name="mailsync_outbound_queued_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mail_from} → {', '.join(self.rcpt_tos[:3])} ({self.status})"

@@ -30,6 +30,13 @@ def default_schedules() -> list[ScheduleSpec]:
             "(a task lost with a crashed worker).",
         ),
         ScheduleSpec(
+            name="mailsync: relay queued outbound mail",
+            task="mailsync.tasks.sweep_outbound",
+            every_seconds=60,
+            description="Hands queued mail of local mailboxes to the SMTP relay when its next "
+            "attempt is due (retries after a temporary failure, tasks lost with a worker).",
+        ),
+        ScheduleSpec(
             name="mailsync: check mailbox health",
             task="mailsync.tasks.check_mailbox_health",
             every_seconds=300,

@@ -155,3 +155,17 @@ def check_mailbox_health() -> None:
         logger.info(
             "mail health: %d sign-ins refreshed, %d mailboxes reported", refreshed, reported
         )
+
+
+@shared_task(name="mailsync.tasks.relay_outbound", ignore_result=True)
+def relay_outbound(outbound_id: int) -> None:
+    """Hand a queued message to the SMTP relay; a temporary failure sets its next attempt,
+    which beat's sweep picks up (so retries survive a worker restart)."""
+    services.outbound_relay(outbound_id=outbound_id)
+
+
+@shared_task(name="mailsync.tasks.sweep_outbound", ignore_result=True)
+def sweep_outbound() -> None:
+    """Beat: queue the outbound messages whose next attempt is due."""
+    for outbound_id in services.outbound_due():
+        relay_outbound.delay(outbound_id)

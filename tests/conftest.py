@@ -27,6 +27,17 @@ def _loopback_only(self: socket.socket, address: object) -> object:
     return _real_connect(self, address)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_snapshots():
+    """Configuration kept per process (crm.snapshots: SLA policies, triage rules) is rebuilt
+    from each test's own rows: an earlier test's rows were rolled back under it."""
+    from crm.snapshots import forget_all
+
+    forget_all()
+    yield
+    forget_all()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _block_network() -> None:
     socket.socket.connect = _loopback_only  # type: ignore[method-assign]

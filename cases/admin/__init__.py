@@ -7,4 +7,12 @@ a service's typed error is shown as is, as a form error where the form can fores
 calls the same validation functions) and as an error message where it cannot (a race).
 """
 
-from cases.admin import cases, customers, other, tasks  # noqa: F401 - registers the admins
+from cases.admin import (  # noqa: F401 - registers the admins
+    cases,
+    customers,
+    other,
+    replies,
+    sla,
+    tasks,
+    triage,
+)

@@ -15,10 +15,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cases import selectors, services
+from cases.api.replies import forward_schema, reply_schema, send_from_case
 from cases.api.serializers import (
     AssignSerializer,
     BulkAssignSerializer,
@@ -41,11 +43,13 @@ from crm import selectors as crm_selectors
 from crm.api.pagination import FixedOrderCursorPagination
 from crm.errors import ServiceError
 
+SEND_PARSERS = [JSONParser, MultiPartParser, FormParser]
+
 
 def case_queryset(user) -> QuerySet[Case]:
     return (
         selectors.case_list(user=user)
-        .select_related("team", "assignee", "customer", "organization")
+        .select_related("team", "assignee", "customer", "organization", "category")
         .prefetch_related("tags", "watchers", "customer__emails")
     )
 
@@ -84,7 +88,7 @@ class CaseViewSet(viewsets.ModelViewSet):
 
     serializer_class = CaseSerializer
     filterset_class = CaseFilter
-    ordering_fields = ["updated_at", "created_at", "number", "priority", "status"]
+    ordering_fields = ["updated_at", "created_at", "number", "priority", "status", "sla_due"]
     ordering = ["-updated_at"]
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
@@ -268,6 +272,19 @@ class CaseViewSet(viewsets.ModelViewSet):
         data = TaskSerializer(task, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_201_CREATED)
 
+    @reply_schema
+    @action(detail=True, methods=["post"], parser_classes=SEND_PARSERS)
+    def reply(self, request: Request, pk: str | None = None) -> Response:
+        """Reply or reply all to the customer (default: to their latest message), from the
+        mailbox they wrote to; the subject carries the case number. Counts as the response."""
+        return send_from_case(request, self.get_object(), forward=False)
+
+    @forward_schema
+    @action(detail=True, methods=["post"], parser_classes=SEND_PARSERS)
+    def forward(self, request: Request, pk: str | None = None) -> Response:
+        """Forward one of the case's messages (default: the customer's latest) to others."""
+        return send_from_case(request, self.get_object(), forward=True)
+
     @extend_schema(methods=["GET"], responses=NoteSerializer(many=True))
     @extend_schema(methods=["POST"], request=NoteSerializer, responses=NoteSerializer)
     @action(detail=True, methods=["get", "post"])
@@ -328,9 +345,9 @@ class CaseViewSet(viewsets.ModelViewSet):
             raise exceptions.ValidationError({"q": ["Give words to search for."]})
         found = selectors.case_search(user=request.user, query=query)
         found = self.filter_queryset(
-            found.select_related("team", "assignee", "customer", "organization").prefetch_related(
-                "tags", "watchers", "customer__emails"
-            )
+            found.select_related(
+                "team", "assignee", "customer", "organization", "category"
+            ).prefetch_related("tags", "watchers", "customer__emails")
         )
         page = self.paginate_queryset(found)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)

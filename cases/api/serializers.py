@@ -3,6 +3,7 @@ display; every list's queryset prefetches what these read, so queries do not gro
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cases.choices import CaseStatus, LinkKind, TaskStatus
@@ -11,6 +12,7 @@ from cases.models import (
     CaseLink,
     CaseMessage,
     CaseNote,
+    Category,
     ChecklistItem,
     Customer,
     CustomerPhone,
@@ -18,7 +20,27 @@ from cases.models import (
     Task,
     TimelineEvent,
 )
+from cases.services.sla import sla_summary
 from crm.models import Team, User
+
+_TARGET = {
+    "type": "object",
+    "nullable": True,
+    "properties": {
+        "due_at": {"type": "string", "format": "date-time", "nullable": True},
+        "state": {"type": "string", "enum": ["on_track", "at_risk", "breached", "met", "paused"]},
+        "remaining_seconds": {"type": "integer", "nullable": True},
+    },
+}
+SLA_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "policy": {"type": "string", "nullable": True},
+        "first_response": _TARGET,
+        "next_response": _TARGET,
+        "resolution": _TARGET,
+    },
+}
 
 
 class RelatedValuesField(serializers.ListField):
@@ -66,9 +88,40 @@ class OrganizationSummary(serializers.ModelSerializer):
         fields = ["id", "name", "tier"]
 
 
+class CategorySummary(serializers.ModelSerializer):
+    class Meta:
+        model = Category
+        fields = ["id", "name"]
+
+
+class TriageSerializer(serializers.Serializer):
+    """What triage suggested for a new case (see `cases.services.triage`)."""
+
+    source = serializers.CharField(help_text="Who set the current values: rules or llm.")
+    at = serializers.DateTimeField()
+    suggestion = serializers.DictField(
+        source="fields", help_text="Per field: the value, its source and the rules behind it."
+    )
+    overridden = serializers.ListField(
+        child=serializers.CharField(), help_text="Fields an agent changed since."
+    )
+    llm = serializers.DictField(required=False, help_text="The model's status, or its error.")
+
+    def to_representation(self, triage: dict) -> dict | None:
+        if not triage:
+            return None
+        data = {key: triage.get(key) for key in ("source", "at", "overridden")}
+        data["suggestion"] = triage.get("fields", {})
+        if "llm" in triage:
+            data["llm"] = triage["llm"]
+        return data
+
+
 class CaseSerializer(serializers.ModelSerializer):
     """A case. `status`, `team` and `assignee` change through the same rules as the dedicated
-    endpoints (transitions, team membership); the timeline records every change."""
+    endpoints (transitions, team membership); the timeline records every change. Triage sets
+    `priority`, `category`, `sentiment` and `summary` on new cases from email; changing one of
+    them makes it the agent's (recorded for tuning the rules)."""
 
     team_summary = TeamSummary(source="team", read_only=True)
     assignee_summary = UserSummary(source="assignee", read_only=True, allow_null=True)
@@ -78,6 +131,18 @@ class CaseSerializer(serializers.ModelSerializer):
     )
     tags = RelatedValuesField("name", child=serializers.CharField(max_length=50), required=False)
     watchers = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    category = serializers.PrimaryKeyRelatedField(
+        queryset=Category.objects.filter(active=True), allow_null=True, required=False
+    )
+    category_summary = CategorySummary(source="category", read_only=True, allow_null=True)
+    summary = serializers.CharField(max_length=2000, allow_blank=True, required=False)
+    triage = TriageSerializer(read_only=True, allow_null=True)
+    sla = serializers.SerializerMethodField(
+        help_text="The SLA policy and, per target (first_response, next_response, "
+        "resolution), {due_at, state, remaining_seconds} or null without such a target. "
+        "remaining_seconds counts as the target does (business hours or around the clock), "
+        "negative once breached, null when met or paused."
+    )
 
     class Meta:
         model = Case
@@ -90,6 +155,10 @@ class CaseSerializer(serializers.ModelSerializer):
             "status",
             "priority",
             "sentiment",
+            "category",
+            "category_summary",
+            "summary",
+            "triage",
             "channel",
             "team",
             "team_summary",
@@ -106,12 +175,15 @@ class CaseSerializer(serializers.ModelSerializer):
             "first_response_at",
             "resolved_at",
             "closed_at",
+            "sla",
+            "sla_due",
             "created_by",
             "updated_by",
             "created_at",
             "updated_at",
         ]
         read_only_fields = [
+            "sla_due",
             "number",
             "merged_into",
             "first_response_at",
@@ -122,6 +194,10 @@ class CaseSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+
+    @extend_schema_field(SLA_SCHEMA)
+    def get_sla(self, case: Case) -> dict:
+        return sla_summary(case)
 
 
 class StatusSerializer(serializers.Serializer):

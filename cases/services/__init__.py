@@ -32,6 +32,7 @@ from cases.services.customers import (
     organization_set_domains,
 )
 from cases.services.intake import case_message_received, customer_for_address, message_intake
+from cases.services.replies import auto_ack_send, case_forward, case_reply
 from cases.services.saved_views import saved_view_delete, saved_view_save
 from cases.services.tasks import (
     task_assign,
@@ -44,6 +45,9 @@ from cases.services.tasks import (
 )
 
 __all__ = [
+    "auto_ack_send",
+    "case_forward",
+    "case_reply",
     "case_add_note",
     "case_add_watcher",
     "case_assign",

@@ -28,22 +28,32 @@ from cases.errors import (
     NoAgentAvailable,
     ReopenWindowPassed,
 )
-from cases.models import Case, CaseLink, CaseNote, Customer, Organization, Tag
+from cases.models import Case, CaseLink, CaseNote, Category, Customer, Organization, Tag
+from cases.services.sla import sla_refresh, status_period_open
 from cases.services.tasks import tasks_release_outside_team
 from cases.services.timeline import display, timeline_record
+from cases.services.triage import (
+    Suggestion,
+    triage_prefill,
+    triage_record_overrides,
+    triage_schedule_llm,
+)
 from crm import selectors as crm_selectors
 from crm.db import reserve_ids
 from crm.models import Team, TeamMembership, User
 
 CASE_NUMBER_FORMAT = "CASE-{:06d}"
-UPDATABLE_FIELDS = ("title", "description", "type", "priority", "sentiment", "channel")
-RELATION_FIELDS = ("customer", "organization")
+UPDATABLE_FIELDS = ("title", "description", "type", "priority", "sentiment", "channel", "summary")
+RELATION_FIELDS = ("customer", "organization", "category")
+# Fields SLA policies match on: a change may select another policy or target.
+SLA_INPUTS = {"type", "priority", "channel", "customer", "organization"}
 CASE_RELATIONS = (
     "team",
     "assignee",
     "customer",
     "organization",
     "parent",
+    "category",
     "created_by",
     "updated_by",
 )
@@ -115,7 +125,13 @@ def case_create(
     assignee: User | None = None,
     tags: Iterable[str] = (),
     parent: Case | None = None,
+    category: Category | None = None,
+    summary: str = "",
+    triage: Suggestion | None = None,
 ) -> Case:
+    """Open a case. With `triage` (intake's built-in suggestion) its priority, sentiment,
+    category and summary start from the suggestion, in the same INSERT, and the language
+    model's triage is queued after commit when one is configured."""
     if not title.strip():
         raise CaseError("A case needs a title.", field="title")
     validate_assignee(team=team, assignee=assignee)
@@ -133,9 +149,13 @@ def case_create(
         customer=customer,
         organization=organization,
         parent=parent,
+        category=category,
+        summary=summary,
         created_by=actor,
         updated_by=actor,
     )
+    if triage is not None:
+        triage_prefill(case, triage)
     # The related rows came in as instances the caller loaded: checking that each exists
     # would cost a query apiece on intake's hot path.
     case.full_clean(exclude=["number", *CASE_RELATIONS], validate_unique=False)
@@ -148,8 +168,13 @@ def case_create(
         team=team.pk,
         assignee=assignee.pk if assignee else None,
     )
+    status_period_open(case=case, status=case.status, at=case.created_at)
     if tags:
         case_set_tags(actor=actor, case=case, names=tags)
+    else:
+        sla_refresh(case=case, new=True)
+    if triage is not None:
+        triage_schedule_llm(case=case)
     return case
 
 
@@ -174,7 +199,8 @@ def _insert_numbered(case: Case) -> None:
 
 @transaction.atomic
 def case_update(*, actor: User | None, case: Case, **changes: object) -> Case:
-    """Change plain fields and the customer or organization; one timeline event per change."""
+    """Change plain fields and the customer, organization or category; one timeline event per
+    change. A field triage had set becomes the agent's (`triage_record_overrides`)."""
     unknown = set(changes) - set(UPDATABLE_FIELDS) - set(RELATION_FIELDS)
     if unknown:
         raise CaseError(f"Use the dedicated services for: {', '.join(sorted(unknown))}.")
@@ -191,7 +217,10 @@ def case_update(*, actor: User | None, case: Case, **changes: object) -> Case:
     if not changed:
         return case
     case.full_clean(exclude=["number"], validate_unique=False)
-    _save(case, actor, [field for field, _, _ in changed])
+    overridden = triage_record_overrides(case=case, actor=actor, changes=changed)
+    _save(case, actor, [field for field, _, _ in changed] + (["triage"] if overridden else []))
+    if {field for field, _, _ in changed} & SLA_INPUTS:
+        sla_refresh(case=case)
     for field, old, new in changed:
         label = Case._meta.get_field(field).verbose_name
         timeline_record(
@@ -225,6 +254,8 @@ def case_change_status(
     elif old in (CaseStatus.RESOLVED, CaseStatus.CLOSED):
         case.resolved_at = case.closed_at = None
     _save(case, actor, ["status", "resolved_at", "closed_at"])
+    status_period_open(case=case, status=status, at=now)
+    sla_refresh(case=case, now=now)
     reopened = old in (CaseStatus.RESOLVED, CaseStatus.CLOSED) and status in OPEN_CASE_STATUSES
     timeline_record(
         case=case,
@@ -273,6 +304,7 @@ def case_assign(
     )
     if new_team != old_team:
         tasks_release_outside_team(actor=actor, case=case)
+        sla_refresh(case=case)
     return case
 
 
@@ -524,6 +556,7 @@ def case_set_tags(*, actor: User | None, case: Case, names: Iterable[str]) -> li
     case.tags.set(tags)
     added, removed = sorted(wanted - current), sorted(current - wanted)
     _save(case, actor, [])
+    sla_refresh(case=case)
     summary = ", ".join([*(f"+{name}" for name in added), *(f"−{name}" for name in removed)])
     timeline_record(
         case=case,

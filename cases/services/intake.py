@@ -26,11 +26,13 @@ from django.utils import timezone
 
 from cases import intake_rules, selectors
 from cases.choices import CaseStatus, IntakeOutcome, LinkKind, MessageDirection, TimelineKind
-from cases.errors import DuplicateEmail, ReopenWindowPassed
+from cases.errors import CaseError, DuplicateEmail, ReopenWindowPassed
 from cases.models import Case, CaseLink, CaseMessage, CaseMessageId, Customer
 from cases.services.cases import case_change_status, case_create, validate_transition
 from cases.services.customers import customer_create
+from cases.services.sla import sla_refresh
 from cases.services.timeline import timeline_record
+from cases.services.triage import triage_suggest
 from crm.db import equals_ignoring_case
 from crm.models import Team
 from mailsync.choices import WellKnownFolder
@@ -200,11 +202,14 @@ def _open_case(message: Message, *, team: Team, sender: str, parent: Case | None
         channel="email",
         customer=customer,
         parent=parent,
+        triage=triage_suggest(subject=message.subject, body=message.body_text, sender=sender),
     )
 
 
-def customer_for_address(*, address: str, name: str = "") -> Customer:
-    """The customer with this address, created (matched to an organization by domain) if new.
+def customer_for_address(*, address: str, name: str = "") -> Customer | None:
+    """The customer with this address, created (matched to an organization by domain) if new;
+    None for an address no customer can have (`jürgen@münchen.example`: the case opens
+    without a customer, and the agent can attach one).
 
     Two intakes may meet a new sender at once: the loser of the unique address finds the
     winner's customer.
@@ -216,6 +221,9 @@ def customer_for_address(*, address: str, name: str = "") -> Customer:
         return customer_create(name=name, emails=[address])
     except (IntegrityError, DuplicateEmail):
         return selectors.customer_by_email(address)
+    except CaseError as exc:
+        logger.info("intake: no customer for %r: %s", address, exc.message)
+        return None
 
 
 def _over_rate(sender: str) -> bool:
@@ -264,6 +272,8 @@ def case_message_received(
     the response clocks (an inbound message starts the next-response clock if it is not
     running; an outbound one is the team's response).
 
+    An automatic acknowledgement (outcome `auto_ack`) is recorded but moves no clock.
+
     The SLA and workflow issues hook in here. Precondition: inside the caller's transaction.
     """
     at = _message_time(message)
@@ -280,6 +290,9 @@ def case_message_received(
             "waiting_since": Coalesce("waiting_since", moment),
         }
         kind, summary = TimelineKind.MESSAGE_RECEIVED, f"Email from {message.from_address}"
+    elif outcome == IntakeOutcome.AUTO_ACK:  # the machine answered, not the team
+        clocks = {}
+        kind, summary = TimelineKind.MESSAGE_SENT, "Automatic acknowledgement sent"
     else:
         clocks = {
             "last_outbound_at": Coalesce(Greatest("last_outbound_at", moment), moment),
@@ -290,6 +303,8 @@ def case_message_received(
     # One UPDATE computes the clocks from the row as it is (it takes the row's lock), so
     # concurrent intakes of one case cannot lose each other's times.
     Case.objects.filter(pk=case.pk).update(**clocks, updated_at=timezone.now())
+    if clocks and outcome not in (IntakeOutcome.NEW_CASE, IntakeOutcome.FOLLOW_UP):
+        sla_refresh(case=case)  # a new case's targets were set when it was created
     timeline_record(
         case=case, kind=kind, actor=None,
         summary=f"{summary}: {message.subject or '(no subject)'}",

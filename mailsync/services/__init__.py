@@ -18,6 +18,7 @@ from mailsync.services.inbound import (
 )
 from mailsync.services.local import inbound_deliver
 from mailsync.services.mailboxes import folder_sync_set, mailbox_connect, mailbox_disconnect
+from mailsync.services.relay import outbound_due, outbound_relay, outbound_retry_now
 from mailsync.services.sending import OutgoingFile, draft_save, draft_send, send_message
 from mailsync.services.sync import (
     SUBSCRIPTION_KIND,
@@ -75,6 +76,9 @@ __all__ = [
     "message_set_flag",
     "message_set_read",
     "operations_apply",
+    "outbound_due",
+    "outbound_relay",
+    "outbound_retry_now",
     "send_message",
     "orphans_settle",
 ]

@@ -8,7 +8,9 @@ the second simply finds the file saved (the row is locked while the name is writ
 
 from __future__ import annotations
 
+import re
 import tempfile
+from pathlib import PurePosixPath
 from urllib.parse import quote
 
 from django.core.files import File
@@ -20,6 +22,14 @@ from mailsync.errors import MailboxError
 from mailsync.models import Attachment
 
 CHUNK = 1024 * 1024
+_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,10}")
+
+
+def storage_name(name: str) -> str:
+    """A safe file name of our own for an attachment's bytes (`part.pdf`): the sender's name
+    is only ever shown, never used as a path (`../`, control characters, 300 characters)."""
+    suffix = PurePosixPath(name.replace("\\", "/")).suffix
+    return f"part{suffix.lower() if _EXTENSION.fullmatch(suffix) else ''}"
 
 
 def attachment_content_ensure(
@@ -48,7 +58,7 @@ def attachment_content_ensure(
         with transaction.atomic():
             locked = Attachment.objects.select_for_update().get(pk=attachment.pk)
             if not locked.content:
-                locked.content.save(attachment.name or "attachment", File(spool), save=False)
+                locked.content.save(storage_name(attachment.name), File(spool), save=False)
                 locked.fetched_at = timezone.now()
                 locked.save(update_fields=["content", "fetched_at"])
     return locked

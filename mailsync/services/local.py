@@ -1,5 +1,6 @@
 """Local delivery: a spooled message becomes a `Message` in each local recipient's Inbox, and a
-copy in the sender's Sent Items when an agent submitted it through SMTP AUTH.
+copy in the sender's Sent Items when an agent submitted it through SMTP AUTH or the CRM sent
+it from a local mailbox (`relay.relay_submit`).
 
 Local messages fill the same columns Graph sync fills (`mime.ParsedMessage.message_fields`),
 get change numbers in their mailbox's container and are announced through
@@ -12,17 +13,15 @@ on (mailbox, inbound, sent copy) backs that up. Attachment bytes are written to 
 the transaction (a file system is not transactional) and removed again if it fails; a worker
 killed at that moment can leave an unreferenced file, never a message without its file.
 
-Only local recipients exist here: external recipients are refused at RCPT time, because
-outbound relay arrives in a later issue.
+Only local recipients are delivered here; mail the CRM sends to other domains goes through
+the outbound queue and the SMTP relay (`mailsync.services.relay`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from itertools import groupby
-from pathlib import PurePosixPath
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -36,11 +35,10 @@ from mailsync import selectors
 from mailsync.choices import InboundStatus, WellKnownFolder
 from mailsync.mime import ParsedAttachment, ParsedMessage, parse_message
 from mailsync.models import Attachment, InboundMessage, Mailbox, MailFolder, Message
+from mailsync.services.attachments import storage_name
 from mailsync.signals import message_ingested
 
 logger = logging.getLogger(__name__)
-
-_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,10}")
 
 
 @dataclass(frozen=True)
@@ -124,6 +122,8 @@ def delivery_copies(*, inbound: InboundMessage) -> list[Copy]:
 
 
 def _sender_mailbox(inbound: InboundMessage) -> Mailbox | None:
+    if inbound.submitted_from_id is not None:  # sent from the CRM's own screens or services
+        return Mailbox.objects.select_related("container").get(pk=inbound.submitted_from_id)
     if inbound.authenticated_user_id is None or not inbound.mail_from:
         return None
     user = User.objects.filter(pk=inbound.authenticated_user_id).first()
@@ -190,9 +190,7 @@ def _attachment(part: ParsedAttachment, written: list[str]) -> Attachment:
         content_id=part.content_id,
         fetched_at=timezone.now(),
     )
-    suffix = PurePosixPath(part.name).suffix
-    safe = f"part{suffix.lower() if _EXTENSION.fullmatch(suffix) else ''}"
-    attachment.content.save(safe, ContentFile(part.content), save=False)
+    attachment.content.save(storage_name(part.name), ContentFile(part.content), save=False)
     written.append(attachment.content.name)
     return attachment
 

@@ -31,6 +31,7 @@ from mailsync.choices import MailboxKind, WellKnownFolder
 from mailsync.errors import MailboxError
 from mailsync.graph_mapping import message_fields
 from mailsync.models import Mailbox, Message
+from mailsync.services.relay import relay_submit
 
 SIMPLE_ATTACHMENT_LIMIT = 3 * 1024 * 1024  # Graph: larger files need an upload session
 UPLOAD_CHUNK = 4 * 320 * 1024  # a multiple of 320 KiB, as Graph asks
@@ -60,9 +61,22 @@ def send_message(
     attachments: Sequence[OutgoingFile] = (),
     actor: User | None = None,
     client: GraphClient | None = None,
+    auto_submitted: bool = False,
 ) -> Message:
     """Send, and return the stored Sent Items copy (its `internet_message_id` is what a
-    customer's answer will name in In-Reply-To)."""
+    customer's answer will name in In-Reply-To). Local mailboxes send through the outbound
+    queue and the SMTP relay (`relay.relay_submit`), Microsoft 365 ones through Graph.
+
+    `auto_submitted` marks an automatic message (RFC 3834 `Auto-Submitted: auto-replied`, so
+    that the customer's own autoresponder stays quiet); Graph accepts only `X-` headers, so
+    there it is `X-Auto-Response-Suppress` and the like that Exchange adds itself."""
+    if mailbox.kind == MailboxKind.LOCAL:
+        _check(mailbox, mode, original, to)
+        return relay_submit(
+            mailbox=mailbox, subject=subject, body_html=body_html, to=to, cc=cc, bcc=bcc,
+            original=original, mode=mode, attachments=attachments, actor=actor,
+            auto_submitted=auto_submitted,
+        )  # fmt: skip
     draft = draft_save(
         mailbox=mailbox, body_html=body_html, subject=subject, to=to, cc=cc, bcc=bcc,
         mode=mode, original=original, actor=actor, client=client,
@@ -129,8 +143,7 @@ def draft_send(
 def _sendable(mailbox: Mailbox) -> None:
     if mailbox.kind != MailboxKind.M365:
         raise MailboxError(
-            "Sending from a local mailbox needs the outbound SMTP relay, which is not "
-            "configured yet.",
+            "Drafts are kept in Microsoft 365 mailboxes only; a local mailbox sends at once.",
             field="mailbox",
         )
 

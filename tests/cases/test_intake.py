@@ -366,3 +366,10 @@ def test_a_bounce_the_listener_recognised_finds_its_case_by_the_reported_message
     link = intake(bounce)
 
     assert (link.outcome, link.case) == (IntakeOutcome.BOUNCE, case)
+
+
+def test_a_sender_no_customer_can_have_still_opens_a_case(mailbox):
+    record = intake(deliver(mailbox, sender="jürgen@münchen.example"))
+
+    assert record.outcome == IntakeOutcome.NEW_CASE
+    assert record.case.customer is None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import timedelta
+from datetime import date, time, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -19,9 +19,24 @@ from django.utils import timezone
 
 from cases.choices import CASE_TRANSITIONS, CaseStatus, TimelineKind
 from cases.demo import data
-from cases.models import Case, CaseLink, CaseNote, Customer, Organization, Task, TimelineEvent
+from cases.demo.sla import german_public_holidays
+from cases.models import (
+    BusinessCalendar,
+    BusinessHours,
+    Case,
+    CaseLink,
+    CaseNote,
+    Customer,
+    Holiday,
+    Organization,
+    SlaPolicy,
+    SlaTarget,
+    Task,
+    TimelineEvent,
+)
 from crm import changes
 from crm.models import Team, TeamMembership, User
+from crm.snapshots import forget_all as forget_snapshots
 from tests.cases.factories import CaseFactory, TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -38,14 +53,60 @@ def seed(*args: str) -> str:
 @pytest.fixture(scope="class")
 def demo(django_db_setup, django_db_blocker):
     """The output of one `seed_demo` run on an empty database, rolled back after the class."""
+    forget_snapshots()
     with django_db_blocker.unblock(), transaction.atomic():
         yield seed()
         transaction.set_rollback(True)
+    forget_snapshots()  # the policy it made is gone with the rollback
+
+
+SLA_MODELS = (BusinessCalendar, BusinessHours, Holiday, SlaPolicy, SlaTarget)
 
 
 def counts() -> dict[str, int]:
     models = (User, Team, TeamMembership, Organization, Customer, Case, Task, TimelineEvent)
-    return {model.__name__: model.objects.count() for model in (*models, CaseNote, CaseLink)}
+    models += (CaseNote, CaseLink, *SLA_MODELS)
+    return {model.__name__: model.objects.count() for model in models}
+
+
+H = 60
+# (first response, next response, resolution) in business minutes; a business day is the
+# calendar's 10 hours.
+EXPECTED_TARGETS = {
+    "urgent": (1 * H, 2 * H, 8 * H),
+    "high": (4 * H, 8 * H, 20 * H),
+    "normal": (8 * H, 10 * H, 50 * H),
+    "low": (20 * H, 30 * H, 100 * H),
+}
+
+
+def assert_default_sla_configuration() -> None:
+    calendar = BusinessCalendar.objects.get(is_default=True)
+    assert (calendar.name, calendar.timezone) == ("Business hours", "Europe/Berlin")
+    assert sorted(calendar.hours.values_list("weekday", "start", "end")) == [
+        (day, time(8), time(18)) for day in range(5)
+    ]
+    this_year = timezone.localdate().year
+    holidays = dict(calendar.holidays.values_list("date", "name"))
+    assert len(holidays) == 18
+    assert {day.year for day in holidays} == {this_year, this_year + 1}
+    assert holidays[date(this_year, 10, 3)] == "Tag der Deutschen Einheit"
+    policy = SlaPolicy.objects.get(is_default=True)
+    assert policy.name == "Standard"
+    assert policy.active
+    assert policy.calendar is None  # the default calendar
+    assert [policy.priorities, policy.types, policy.channels, policy.tiers, policy.vip] == [
+        [], [], [], [], ""
+    ]  # fmt: skip
+    assert not policy.teams.exists()
+    assert not policy.tags.exists()
+    found = {(t.priority, t.metric): t.minutes for t in policy.targets.all() if t.business_time}
+    metrics = ("first_response", "next_response", "resolution")
+    assert found == {
+        (priority, metric): minutes
+        for priority, row in EXPECTED_TARGETS.items()
+        for metric, minutes in zip(metrics, row, strict=True)
+    }
 
 
 def status_path_problems(case: Case) -> list[str]:
@@ -86,6 +147,12 @@ class TestFirstRun:
         assert Case.objects.exclude(parent=None).count() == 1
         assert CaseLink.objects.exists()
         assert CaseNote.objects.exclude(mentions=None).exists()
+
+    def test_creates_a_default_business_calendar_and_a_catch_all_sla_policy(self, demo):
+        assert "SLA: created default business calendar “Business hours”" in demo
+        assert "18 public holidays" in demo
+        assert "catch-all SLA policy “Standard”" in demo
+        assert_default_sla_configuration()
 
     def test_every_case_has_a_number_and_a_timeline(self, demo):
         cases = Case.objects.annotate(events=Count("timeline"))
@@ -147,10 +214,11 @@ class TestFirstRun:
         assert counts() == before
         assert "Demo data exists already" in output
         assert "Admin user exists; demo team: Support." in output
+        assert "SLA defaults exist already; nothing changed." in output
         assert LOGIN in output
 
 
-def test_no_demo_data_creates_only_the_admin_and_the_support_team():
+def test_no_demo_data_creates_only_the_admin_the_support_team_and_the_sla_defaults():
     output = seed("--no-demo-data")
 
     assert LOGIN in output
@@ -158,6 +226,73 @@ def test_no_demo_data_creates_only_the_admin_and_the_support_team():
     assert list(Team.objects.values_list("name", flat=True)) == ["Support"]
     assert User.objects.get().email == "admin@example.com"
     assert not Case.objects.exists()
+    assert_default_sla_configuration()
+
+
+def test_a_new_case_gets_deadlines_out_of_the_box():
+    seed("--no-demo-data")
+
+    case = CaseFactory(team=Team.objects.get(), priority="urgent")
+
+    assert case.sla_policy == SlaPolicy.objects.get(name="Standard")
+    assert case.sla_first_response_due is not None
+    assert case.sla_resolution_due > case.sla_first_response_due
+
+
+def test_open_cases_from_before_the_seed_get_deadlines(
+    eager_celery, django_capture_on_commit_callbacks
+):
+    case = CaseFactory(team=TeamFactory(name="Sales"))
+    assert case.sla_policy is None
+
+    with django_capture_on_commit_callbacks(execute=True):
+        seed()
+
+    case.refresh_from_db()
+    assert case.sla_policy == SlaPolicy.objects.get(name="Standard")
+    assert case.sla_resolution_due is not None
+
+
+def test_an_admins_own_default_calendar_and_policy_are_kept():
+    mine = BusinessCalendar.objects.create(name="New York", timezone="America/New_York",
+                                           is_default=True)  # fmt: skip
+    policy = SlaPolicy.objects.create(name="Ours", is_default=True)
+    SlaTarget.objects.create(policy=policy, priority="urgent", metric="resolution", minutes=30)
+
+    output = seed("--no-demo-data")
+
+    assert "SLA defaults exist already" in output
+    assert list(BusinessCalendar.objects.all()) == [mine]
+    assert not Holiday.objects.exists()
+    assert list(SlaPolicy.objects.all()) == [policy]
+    assert SlaTarget.objects.count() == 1
+
+
+def test_a_later_run_adds_the_holidays_of_a_year_that_has_none():
+    seed("--no-demo-data")
+    next_year = timezone.localdate().year + 1
+    Holiday.objects.filter(date__year=next_year).delete()
+    Holiday.objects.create(
+        calendar=BusinessCalendar.objects.get(), date=date(next_year - 1, 12, 31), name="Silvester"
+    )
+
+    output = seed("--no-demo-data")
+
+    assert "SLA: created 9 public holidays." in output
+    assert Holiday.objects.filter(date__year=next_year).count() == 9
+    assert Holiday.objects.filter(name="Silvester").exists()
+
+
+@pytest.mark.parametrize(
+    ("year", "good_friday", "whit_monday"),
+    [(2025, date(2025, 4, 18), date(2025, 6, 9)), (2026, date(2026, 4, 3), date(2026, 5, 25))],
+)
+def test_german_holidays_follow_easter(year, good_friday, whit_monday):
+    holidays = dict(german_public_holidays(year))
+
+    assert holidays[good_friday] == "Karfreitag"
+    assert holidays[whit_monday] == "Pfingstmontag"
+    assert len(holidays) == 9
 
 
 def test_a_database_with_real_cases_gets_no_demo_data():

@@ -96,7 +96,7 @@ def test_message_detail_has_bodies_recipients_and_attachments(api, synced):
     assert body["inReplyTo"] == "<earlier@contoso.example>"
     assert body["attachments"] == [
         {"id": body["attachments"][0]["id"], "name": "credit-note.pdf", "size": 4,
-         "contentType": "application/pdf", "isInline": False}
+         "contentType": "application/pdf", "isInline": False, "contentId": ""}
     ]  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""Create the admin user and demo data, and print how to log in. Safe to run again.
+"""Create the admin user, the default SLA configuration and demo data, and print how to log
+in. Safe to run again.
 
 It lives in `cases` because demo data spans every app and `cases` may import the layers below.
 """
@@ -15,6 +16,8 @@ from django.db import transaction
 
 from cases.bulkdata import generate_cases
 from cases.demo.seed import demo_data_create
+from cases.demo.sla import SlaDefaults, sla_defaults_create
+from cases.services.sla import sla_config_changed
 from crm import services
 from crm.localenv import append_env_setting
 from crm.models import User
@@ -23,14 +26,17 @@ ADMIN_EMAIL = "admin@example.com"
 
 
 class Command(BaseCommand):
-    help = "Create an admin user and demo data (idempotent) and print the login."
+    help = (
+        "Create an admin user, a default business calendar and SLA policy, and demo data "
+        "(idempotent), and print the login."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--email", default=ADMIN_EMAIL)
         parser.add_argument(
             "--no-demo-data",
             action="store_true",
-            help="Create only the admin user and the Support team.",
+            help="Create only the admin user, the Support team and the default SLA configuration.",
         )
         parser.add_argument(
             "--cases",
@@ -52,10 +58,15 @@ class Command(BaseCommand):
             team = services.team_create(name="Support", email="support@example.com")
         state = "created" if created else "exists"
         self.stdout.write(f"Admin user {state}; demo team: {team.name}.")
-        if not no_demo_data:
-            self._demo_data(password)
+        demo_created = False if no_demo_data else self._demo_data(password)
         if cases:
             self._bulk_cases(cases)
+        # After the demo data: its history is backdated after the services wrote it, which the
+        # SLA clock must not interleave with; the recompute then runs on the finished rows.
+        sla = sla_defaults_create()
+        self.stdout.write(_sla_summary(sla))
+        if sla.changed or demo_created:
+            sla_config_changed()  # open cases get their deadlines in the worker
         self.stdout.write(
             self.style.SUCCESS(
                 f"Log in at http://127.0.0.1:8000/ as {admin.email} with password {password}"
@@ -63,20 +74,22 @@ class Command(BaseCommand):
             )
         )
 
-    def _demo_data(self, password: str) -> None:
-        """Organizations, customers, agents, cases and tasks, once: `make run` calls this often."""
+    def _demo_data(self, password: str) -> bool:
+        """Organizations, customers, agents, cases and tasks, once: `make run` calls this often.
+        True when they were created now."""
         summary = demo_data_create(password=password)
         if summary is None:
             self.stdout.write(
                 "Demo data exists already (or the database has cases); nothing added."
             )
-            return
+            return False
         self.stdout.write(
             f"Demo data: {summary.cases} cases, {summary.tasks} tasks, "
             f"{summary.customers} customers in {summary.seconds:.1f} s"
         )
         agents = ", ".join(f"{agent.email} ({agent.team} {agent.role})" for agent in summary.agents)
         self.stdout.write(f"Demo agents (same password as below): {agents}")
+        return True
 
     def _bulk_cases(self, count: int) -> None:
         started = time.monotonic()
@@ -103,3 +116,17 @@ class Command(BaseCommand):
             user=admin, email=admin.email, defaults={"verified": True, "primary": True}
         )
         return admin, created
+
+
+def _sla_summary(sla: SlaDefaults) -> str:
+    if not sla.changed:
+        return "SLA defaults exist already; nothing changed."
+    parts = []
+    if sla.calendar_created:
+        parts.append(f"default business calendar “{sla.calendar.name}” ({sla.calendar.timezone}, "
+                     "Mon–Fri 08:00–18:00)")  # fmt: skip
+    if sla.holidays_added:
+        parts.append(f"{sla.holidays_added} public holidays")
+    if sla.policy_created:
+        parts.append(f"catch-all SLA policy “{sla.policy.name}”")
+    return f"SLA: created {', '.join(parts)}."

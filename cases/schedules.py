@@ -1,0 +1,17 @@
+"""Periodic tasks of the cases app (installed on `migrate`, editable in admin)."""
+
+from __future__ import annotations
+
+from crm.schedules import ScheduleSpec
+
+
+def default_schedules() -> list[ScheduleSpec]:
+    return [
+        ScheduleSpec(
+            name="cases: SLA tick",
+            task="cases.tasks.sla_tick",
+            every_seconds=60,
+            description="Moves SLA targets whose time came to at risk or breached, records "
+            "each transition on the case and tells the workflow rules (or the assignee).",
+        ),
+    ]

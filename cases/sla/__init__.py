@@ -1,0 +1,1 @@
+"""SLA building blocks that need no database: business-time arithmetic and holiday files."""
