@@ -316,6 +316,24 @@ class Case(models.Model):
     def is_open(self) -> bool:
         return self.status not in (CaseStatus.RESOLVED, CaseStatus.CLOSED)
 
+    @property
+    def sla_flag(self) -> str:
+        """The most pressing state among the case's SLA targets ('' without targets)."""
+        states = {
+            self.sla_first_response_state,
+            self.sla_next_response_state,
+            self.sla_resolution_state,
+        }
+        for state in (SlaState.BREACHED, SlaState.AT_RISK, SlaState.PAUSED, SlaState.ON_TRACK):
+            if state in states:
+                return state
+        return SlaState.MET if SlaState.MET in states else ""
+
+    @property
+    def sla_flag_label(self) -> str:
+        flag = self.sla_flag
+        return SlaState(flag).label if flag else ""
+
 
 class CaseLink(models.Model):
     """A relation between two cases, stored once (from the case that made it)."""

@@ -25,7 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from cases import selectors, services
-from cases.choices import CaseStatus, CaseType, Channel, Priority
+from cases.choices import CaseStatus, CaseType, Channel, Priority, SlaState
 from cases.errors import CaseError
 from cases.exports import case_csv_lines, case_export_queryset, streaming_csv
 from cases.filters import CaseFilter
@@ -56,6 +56,7 @@ BUILT_IN_VIEWS = [
     View("all", "All", "g a"),
 ]
 DEFAULT_VIEW = "mine"
+SLA_FILTERABLE = (SlaState.AT_RISK, SlaState.BREACHED, SlaState.PAUSED)
 
 
 def _newest_first(name: str) -> Keyset:
@@ -78,6 +79,10 @@ SORTS = {
                 Key("pk", descending=True),
             ),
         ),
+    ),
+    "sla": (
+        "SLA deadline",
+        Keyset("cases-sla", (Key("sla_due", nullable=True), Key("pk"))),
     ),
     "created": (
         "Newest",
@@ -245,6 +250,7 @@ def _choices(user: User) -> dict[str, object]:
     return {
         "statuses": CaseStatus.choices,
         "priorities": Priority.choices,
+        "sla_states": [(s, label) for s, label in SlaState.choices if s in SLA_FILTERABLE],
         "types": CaseType.choices,
         "channels": Channel.choices,
         "teams": list(crm_selectors.team_list(user=user).order_by("name")),

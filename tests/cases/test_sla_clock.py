@@ -254,3 +254,23 @@ def test_queues_filter_and_sort_by_sla(standard, team, api):
     assert [c["number"] for c in ordered][:2] == [late.number, soon.number]
     bad = api.get("/api/v1/cases", {"sla": "nonsense"})
     assert bad.status_code == 400
+
+
+def test_the_web_queue_sorts_and_filters_by_sla(standard, team, agent):
+    from django.test import Client
+
+    late = opened_at(CaseFactory(team=team, title="late one"), MONDAY_10 - 30 * HOUR)
+    soon = opened_at(CaseFactory(team=team, title="soon one"), MONDAY_10)
+    CaseFactory(team=team, title="no target", priority="low")
+    sla_tick(now=MONDAY_10 + timedelta(minutes=5))
+    web = Client()
+    web.force_login(agent)
+
+    by_deadline = web.get("/cases/", {"view": "all", "sort": "sla"}).content.decode()
+    breached = web.get("/cases/", {"view": "all", "sla": "breached"}).content.decode()
+
+    assert by_deadline.index(late.number) < by_deadline.index(soon.number)
+    assert by_deadline.index(soon.number) < by_deadline.index("no target")
+    assert "Breached" in by_deadline
+    assert late.number in breached
+    assert soon.number not in breached
