@@ -24,6 +24,7 @@ LEAD_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
     "tag": WORK,
     "caselink": WORK,
     "timelineevent": (VIEW,),
+    "cannedresponse": WORK,
 }
 
 

@@ -857,3 +857,62 @@ class CaseStatusPeriod(models.Model):
 
     def __str__(self) -> str:
         return f"{self.case_id} {self.status} {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class CannedResponse(models.Model):
+    """A macro: a reply an agent (or a workflow rule) drops into the composer, written once in
+    Django template syntax with the case's variables, optionally also setting the case's status
+    and adding tags. A team's macros are for its members; without a team, for everyone."""
+
+    name = models.CharField(max_length=100)
+    team = models.ForeignKey(
+        "crm.Team",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="canned_responses",
+        help_text="Empty: every agent may use it.",
+    )
+    subject = models.CharField(
+        max_length=300, blank=True, help_text="Optional; plain text, same variables as the body."
+    )
+    body = models.TextField()
+    set_status = models.CharField(
+        max_length=20,
+        choices=CaseStatus.choices,
+        blank=True,
+        default="",
+        help_text="Applying the macro moves the case to this status.",
+    )
+    add_tags = models.JSONField(
+        default=list, blank=True, help_text="Tags applying the macro adds to the case."
+    )
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        verbose_name = "canned response"
+        # Two constraints, not one with nulls_distinct=False: SQLite (the embedded default)
+        # cannot build that, while partial unique indexes work on both databases.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "name"],
+                condition=models.Q(team__isnull=False),
+                name="cannedresponse_team_name",
+                violation_error_message="This team has a canned response of that name already.",
+            ),
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=models.Q(team__isnull=True),
+                name="cannedresponse_global_name",
+                violation_error_message="A global canned response has that name already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.team or 'global'})"

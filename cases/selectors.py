@@ -15,6 +15,7 @@ from django.contrib.postgres.search import SearchQuery, SearchRank, TrigramSimil
 from django.db.models import F, Q, QuerySet
 
 from cases.models import (
+    CannedResponse,
     Case,
     CaseMessage,
     CaseNote,
@@ -224,3 +225,19 @@ def customer_search(*, user: User, query: str) -> QuerySet[Customer]:
         .annotate(similarity=TrigramSimilarity("name", term))
         .order_by("-similarity", "name", "pk")
     )
+
+
+def macros_for(user: User, case: Case | None = None) -> QuerySet[CannedResponse]:
+    """The active canned responses `user` may use: the global ones and their teams' (admins:
+    every team's). For a `case`, only the global ones and those of the case's team, since a
+    team's macros speak about that team's work."""
+    if not user.is_authenticated or not user.is_active:
+        return CannedResponse.objects.none()
+    macros = CannedResponse.objects.filter(active=True).select_related("team")
+    if not crm_selectors.user_is_admin(user):
+        macros = macros.filter(
+            Q(team__isnull=True) | Q(team_id__in=crm_selectors.user_team_ids(user))
+        )
+    if case is not None:
+        macros = macros.filter(Q(team__isnull=True) | Q(team_id=case.team_id))
+    return macros

@@ -2,16 +2,18 @@
 
 `sla_transition` is sent after commit when SLA targets of cases moved into at risk or
 breached (`case_ids`, `metric`, `state`). The workflow rules hook in here; until a receiver
-claims it, `notify_assignees` tells each case's assignee by email (if they want SLA mail).
+claims it, `notify_assignees` tells each case's assignee through crm.notifications (under the
+bell always, by email if their profile asks for SLA warnings).
 """
 
 from __future__ import annotations
 
 import logging
 
-from django.conf import settings
-from django.core.mail import send_mass_mail
 from django.dispatch import Signal
+
+from crm.models import NotificationKind
+from crm.notifications import Draft, notify_many
 
 logger = logging.getLogger(__name__)
 
@@ -19,35 +21,38 @@ sla_transition = Signal()
 
 
 def notify_assignees(*, case_ids: list[int], metric: str, state: str, **kwargs: object) -> None:
-    """Email the assignees who asked for SLA warnings (profile: "SLA at risk on my case")."""
+    """Notify the active assignees of the cases (kind sla_at_risk or sla_breached).
+
+    Called after commit: the notifications' own transaction is autocommit, so their rows are
+    written here and their emails sent at once. One query for the cases, one for the
+    recipients, one insert, one email batch, however many cases moved.
+    """
     from cases.choices import SlaMetric
     from cases.models import Case
+    from cases.services.cases import case_url
 
     cases = (
-        Case.objects.filter(
-            pk__in=case_ids,
-            assignee__is_active=True,
-            assignee__profile__notify_sla_risk=True,
-        )
-        .exclude(assignee__email="")
-        .select_related("assignee")
-        .only("number", "title", "assignee__email", f"sla_{metric}_due")
+        Case.objects.filter(pk__in=case_ids, assignee__is_active=True)
+        .only("number", "title", "assignee_id", f"sla_{metric}_due")
+        .order_by("pk")
     )
     target = SlaMetric(metric).label.lower()
-    verb = "breached" if state == "breached" else "at risk"
-    messages = [
-        (
-            f"{settings.EMAIL_SUBJECT_PREFIX}{case.number}: SLA {target} {verb}",
-            f"The SLA target for {target} of {case.number} “{case.title}” is {verb}.\n"
-            f"Due: {getattr(case, f'sla_{metric}_due')}\n\n"
-            f"{settings.PUBLIC_BASE_URL}/cases/{case.number}/",
-            settings.DEFAULT_FROM_EMAIL,
-            [case.assignee.email],
-        )
-        for case in cases
-    ]
-    if messages:
-        send_mass_mail(messages, fail_silently=False)
+    breached = state == "breached"
+    verb = "breached" if breached else "at risk"
+    kind = NotificationKind.SLA_BREACHED if breached else NotificationKind.SLA_AT_RISK
+    notify_many(
+        drafts=[
+            Draft(
+                recipient=case.assignee_id,
+                kind=kind,
+                title=f"{case.number}: SLA {target} {verb}",
+                body=f"The SLA target for {target} of {case.number} “{case.title}” is {verb}. "
+                f"Due: {getattr(case, f'sla_{metric}_due')}",
+                url=case_url(case),
+            )
+            for case in cases
+        ]
+    )
 
 
 sla_transition.connect(notify_assignees, dispatch_uid="cases.sla.notify_assignees")

@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 from cases.api.analytics import DashboardView, PerformanceView, ReportView, TrendsView
 from cases.api.cases import CaseViewSet
 from cases.api.customers import CustomerViewSet, OrganizationViewSet
+from cases.api.macros import MacroApplyView, MacroListView, MacroRenderView
 from cases.api.sla_reports import SlaReportView
 from cases.api.tasks import TaskViewSet
 
@@ -22,4 +23,15 @@ urlpatterns += [
     path("analytics/performance", PerformanceView.as_view(), name="analytics-performance"),
     path("analytics/reports", ReportView.as_view(), name="analytics-reports"),
     path("analytics/sla", SlaReportView.as_view(), name="analytics-sla"),
+    path("macros", MacroListView.as_view(), name="macro-list"),
+    path(
+        "cases/<int:case_id>/macros/<int:macro_id>/render",
+        MacroRenderView.as_view(),
+        name="case-macro-render",
+    ),
+    path(
+        "cases/<int:case_id>/macros/<int:macro_id>/apply",
+        MacroApplyView.as_view(),
+        name="case-macro-apply",
+    ),
 ]

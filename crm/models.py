@@ -1,4 +1,4 @@
-"""Kernel models: the user, teams, API tokens and the beat heartbeat.
+"""Kernel models: the user, teams, API tokens, the beat heartbeat and notifications.
 
 The access model (agent profile, memberships) grows here in the CRM core issue; it lives in the
 kernel because every app scopes its data by it.
@@ -326,3 +326,40 @@ class GraphAppSecret(models.Model):
             )
         if any(char.isspace() for char in self.client_id):
             raise ValidationError({"client_id": "An application (client) ID has no spaces."})
+
+
+class NotificationKind(models.TextChoices):
+    """What a notification is about; `crm.notifications.EMAIL_PREFERENCE` maps each kind to
+    the profile switch that decides whether it is also emailed."""
+
+    ASSIGNED = "assigned", "Assigned to me"
+    MENTIONED = "mentioned", "Mentioned in a note"
+    CUSTOMER_REPLY = "customer_reply", "Customer replied"
+    SLA_AT_RISK = "sla_at_risk", "SLA at risk"
+    SLA_BREACHED = "sla_breached", "SLA breached"
+
+
+class Notification(models.Model):
+    """Something an agent should know about, shown under the bell until they read it.
+
+    Written by `crm.notifications.notify` (one row per recipient); `emailed_at` records that
+    the same news also went out by email, which the agent's profile preferences decide.
+    """
+
+    recipient = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=20, choices=NotificationKind.choices)
+    title = models.CharField(max_length=200)
+    body = models.CharField(max_length=500, blank=True)
+    url = models.CharField(max_length=500, blank=True, help_text="A path in the web UI.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["recipient", "read_at", "-created_at"], name="crm_notif_inbox_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.recipient_id}: {self.title}"

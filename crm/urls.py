@@ -3,7 +3,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from crm import health, metrics, views, webhooks
+from crm import health, metrics, views, web_notifications, webhooks
+from crm.api.notifications import NotificationViewSet
 from crm.api.views import AgentViewSet, TeamViewSet
 
 admin.site.site_header = "Support CRM administration"
@@ -13,9 +14,11 @@ admin.site.index_title = "Configuration"
 router = SimpleRouter(trailing_slash=False)
 router.register("teams", TeamViewSet, basename="team")
 router.register("agents", AgentViewSet, basename="agent")
+router.register("notifications", NotificationViewSet, basename="notification")
 
 urlpatterns = [
     path("", views.home, name="home"),
+    *web_notifications.urlpatterns,
     path("", include("cases.web.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),

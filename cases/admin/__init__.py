@@ -10,6 +10,7 @@ calls the same validation functions) and as an error message where it cannot (a 
 from cases.admin import (  # noqa: F401 - registers the admins
     cases,
     customers,
+    macros,
     other,
     replies,
     sla,

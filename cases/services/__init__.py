@@ -32,6 +32,7 @@ from cases.services.customers import (
     organization_set_domains,
 )
 from cases.services.intake import case_message_received, customer_for_address, message_intake
+from cases.services.macros import macro_apply, macro_render, macro_validate
 from cases.services.replies import auto_ack_send, case_forward, case_reply
 from cases.services.saved_views import saved_view_delete, saved_view_save
 from cases.services.tasks import (
@@ -63,6 +64,9 @@ __all__ = [
     "case_set_tags",
     "case_unlink",
     "case_update",
+    "macro_apply",
+    "macro_render",
+    "macro_validate",
     "customer_add_email",
     "customer_create",
     "customer_delete",

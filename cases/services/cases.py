@@ -9,9 +9,11 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, Q
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from cases import selectors
 from cases.choices import (
     CASE_TRANSITIONS,
     OPEN_CASE_STATUSES,
@@ -38,9 +40,10 @@ from cases.services.triage import (
     triage_record_overrides,
     triage_schedule_llm,
 )
+from crm import notifications as crm_notifications
 from crm import selectors as crm_selectors
 from crm.db import reserve_ids
-from crm.models import Team, TeamMembership, User
+from crm.models import NotificationKind, Team, TeamMembership, User
 
 CASE_NUMBER_FORMAT = "CASE-{:06d}"
 UPDATABLE_FIELDS = ("title", "description", "type", "priority", "sentiment", "channel", "summary")
@@ -58,6 +61,11 @@ CASE_RELATIONS = (
     "updated_by",
 )
 MENTION = re.compile(r"(?<![\w.])@([\w.+-]+@[\w-]+(?:\.[\w-]+)+|[\w][\w.+-]*)")
+
+
+def case_url(case: Case) -> str:
+    """The case's page in the web UI, as notifications link to it."""
+    return reverse("web:case", kwargs={"number": case.number})
 
 
 def format_case_number(pk: int) -> str:
@@ -175,6 +183,8 @@ def case_create(
         sla_refresh(case=case, new=True)
     if triage is not None:
         triage_schedule_llm(case=case)
+    if assignee is not None:  # notifications (issue 12)
+        _notify_assigned(actor=actor, case=case, assignee=assignee)
     return case
 
 
@@ -305,7 +315,22 @@ def case_assign(
     if new_team != old_team:
         tasks_release_outside_team(actor=actor, case=case)
         sla_refresh(case=case)
+    if assignee is not None and assignee != old_assignee:  # notifications (issue 12)
+        _notify_assigned(actor=actor, case=case, assignee=assignee)
     return case
+
+
+def _notify_assigned(*, actor: User | None, case: Case, assignee: User) -> None:
+    """Tell the new assignee, unless they took the case themselves (notify skips the actor)."""
+    who = f"{actor} assigned you" if actor else "You were assigned"
+    crm_notifications.notify(
+        recipients=[assignee],
+        kind=NotificationKind.ASSIGNED,
+        title=f"{case.number} assigned to you: {case.title}",
+        body=f"{who} {case.number} “{case.title}” in {case.team}.",
+        url=case_url(case),
+        actor=actor,
+    )
 
 
 @transaction.atomic
@@ -494,6 +519,10 @@ def mentioned_agents(body: str) -> list[User]:
     return list(agents.order_by("email"))
 
 
+def _may_see(user: User, case: Case) -> bool:
+    return selectors.case_list(user=user).filter(pk=case.pk).exists()
+
+
 @transaction.atomic
 def case_add_note(*, actor: User | None, case: Case, body: str) -> CaseNote:
     if not body.strip():
@@ -511,6 +540,17 @@ def case_add_note(*, actor: User | None, case: Case, body: str) -> CaseNote:
         note=note.pk,
         mentions=[user.pk for user in mentions],
     )
+    # Only agents who may see the case hear of it (a note names the case and quotes itself).
+    readers = [user for user in mentions if _may_see(user, case)]
+    if readers:  # notifications (issue 12); notify skips the author mentioning themselves
+        crm_notifications.notify(
+            recipients=readers,
+            kind=NotificationKind.MENTIONED,
+            title=f"{actor or 'Someone'} mentioned you on {case.number}",
+            body=body,
+            url=case_url(case),
+            actor=actor,
+        )
     return note
 
 

@@ -28,13 +28,14 @@ from cases import intake_rules, selectors
 from cases.choices import CaseStatus, IntakeOutcome, LinkKind, MessageDirection, TimelineKind
 from cases.errors import CaseError, DuplicateEmail, ReopenWindowPassed
 from cases.models import Case, CaseLink, CaseMessage, CaseMessageId, Customer
-from cases.services.cases import case_change_status, case_create, validate_transition
+from cases.services.cases import case_change_status, case_create, case_url, validate_transition
 from cases.services.customers import customer_create
 from cases.services.sla import sla_refresh
 from cases.services.timeline import timeline_record
 from cases.services.triage import triage_suggest
 from crm.db import equals_ignoring_case
-from crm.models import Team
+from crm.models import NotificationKind, Team
+from crm.notifications import notify
 from mailsync.choices import WellKnownFolder
 from mailsync.models import Mailbox, Message
 
@@ -182,13 +183,31 @@ def _customer_reply(case: Case, message: Message, sender: str) -> CaseMessage:
                 outcome=IntakeOutcome.FOLLOW_UP,
             )  # fmt: skip
         case_change_status(actor=None, case=case, status=CaseStatus.IN_PROGRESS)
-        return case_message_received(
+        record = case_message_received(
             case=case, message=message, direction=MessageDirection.INBOUND,
             outcome=IntakeOutcome.REOPENED,
         )  # fmt: skip
+        _notify_assignee_of_reply(case, message, sender)
+        return record
     if case.status == CaseStatus.AWAITING_CUSTOMER:  # the customer answered: back to work
         case_change_status(actor=None, case=case, status=CaseStatus.IN_PROGRESS)
-    return case_message_received(case=case, message=message, direction=MessageDirection.INBOUND)
+    record = case_message_received(case=case, message=message, direction=MessageDirection.INBOUND)
+    _notify_assignee_of_reply(case, message, sender)
+    return record
+
+
+def _notify_assignee_of_reply(case: Case, message: Message, sender: str) -> None:
+    """Notifications (issue 12): the assignee hears that their customer wrote. No query for an
+    unassigned case."""
+    if case.assignee_id is None:
+        return
+    notify(
+        recipients=[case.assignee_id],
+        kind=NotificationKind.CUSTOMER_REPLY,
+        title=f"{case.number}: {message.from_name or sender} replied",
+        body=f"{message.subject or '(no subject)'}\n{message.body_text[:300]}",
+        url=case_url(case),
+    )
 
 
 def _open_case(message: Message, *, team: Team, sender: str, parent: Case | None = None) -> Case:
