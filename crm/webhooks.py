@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -116,13 +117,14 @@ class RateWindow:
     per web process; with N processes an address gets at most N times the setting.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.second = 0
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
 
     def over(self, address: str) -> bool:
-        now = int(time.monotonic())
+        now = int(self.clock())
         with self.lock:
             if now != self.second:
                 self.second, self.counts = now, {}
