@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import mimetypes
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from crm.graph.auth import GraphAuthError
 from crm.graph.errors import GraphError
 from mailsync import cache, selectors, services
 from mailsync.choices import FlagStatus
-from mailsync.models import Attachment, Message
+from mailsync.models import MIME_TYPE, Attachment, Message
 from mailsync.services.attachments import attachment_content_ensure
 from mailsync.services.delegated import ReconnectNeeded
 
@@ -49,7 +48,6 @@ MAX_ATTACHMENTS = 50
 MAX_SEND_BYTES = 35 * 1024 * 1024  # attachments decoded, together; Graph takes up to 150 MB
 MAX_BODY_CHARS = 4 * 1024 * 1024
 SEND_MODES = {"new": "new", "reply": "reply", "replyAll": "reply_all", "forward": "forward"}
-MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 # Quoted filename characters every client parses alike: no quote, backslash or semicolon.
 PLAIN_FILENAME = re.compile(r"[^A-Za-z0-9 !#$%&\'()*+,\-.=@\[\]^_`{}~]")
 
@@ -377,16 +375,6 @@ class Microsoft365Unavailable(exceptions.APIException):
 # --- attachments -------------------------------------------------------------------------------
 
 
-def attachment_content_type(attachment: Attachment) -> str:
-    """The stored type if it is a well-formed `type/subtype` (parameters dropped), else a
-    guess from the name, else `application/octet-stream`."""
-    value = attachment.content_type.split(";")[0].strip().lower()
-    if MIME_TYPE.match(value):
-        return value
-    guessed, _ = mimetypes.guess_type(attachment.name or "")
-    return guessed or "application/octet-stream"
-
-
 def content_disposition(name: str) -> str:
     """`attachment` with a filename no client can misread: the last path segment only, no
     control characters; quoted as plain ASCII, plus RFC 5987's UTF-8 form when the name has
@@ -413,7 +401,7 @@ def _attachment_response(attachment: Attachment) -> FileResponse:
         ) from exc
     except OSError as exc:
         raise exceptions.NotFound("The attachment's file is missing from storage.") from exc
-    response = FileResponse(content, content_type=attachment_content_type(attachment))
+    response = FileResponse(content, content_type=attachment.served_content_type())
     response["Content-Disposition"] = content_disposition(attachment.name)
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"

@@ -8,6 +8,9 @@ of cases: it announces new messages through `mailsync.signals.message_ingested`.
 
 from __future__ import annotations
 
+import mimetypes
+import re
+
 from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
@@ -31,6 +34,8 @@ from mailsync.choices import (
     RoundStatus,
     WellKnownFolder,
 )
+
+MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 
 
 class Mailbox(models.Model):
@@ -371,6 +376,16 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"attachment {self.pk}"
+
+    def served_content_type(self) -> str:
+        """The type to serve the bytes with: the stored one if it is a well-formed
+        `type/subtype` (parameters dropped; it came from the sender), else a guess from the
+        name, else `application/octet-stream`."""
+        value = self.content_type.split(";")[0].strip().lower()
+        if MIME_TYPE.match(value):
+            return value
+        guessed, _ = mimetypes.guess_type(self.name or "")
+        return guessed or "application/octet-stream"
 
 
 class SyncRound(models.Model):

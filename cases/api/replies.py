@@ -7,10 +7,9 @@ answers 201 as one message of the case's conversation.
 
 from __future__ import annotations
 
-import html
-
 import nh3
 from django.conf import settings
+from django.utils.html import linebreaks
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
@@ -66,11 +65,7 @@ class ForwardSerializer(SendSerializer):
 def body_html(data: dict) -> str:
     if (data.get("body") or "").strip():
         return nh3.clean(data["body"])
-    paragraphs = data["text"].strip().split("\n\n")
-    return "".join(
-        f"<p>{'<br>'.join(html.escape(line) for line in block.splitlines())}</p>"
-        for block in paragraphs
-    )
+    return linebreaks(data["text"].strip(), autoescape=True)
 
 
 def uploaded_files(request: Request) -> list[OutgoingFile]:

@@ -103,10 +103,10 @@ def _decide(message: Message) -> CaseMessage:
 def _is_outbound(message: Message) -> bool:
     if message.folder.well_known in (WellKnownFolder.SENT, WellKnownFolder.DRAFTS):
         return True
-    return _is_own_address(message.from_address)
+    return is_own_address(message.from_address)
 
 
-def _is_own_address(address: str) -> bool:
+def is_own_address(address: str) -> bool:
     """A mailbox we sync or host, or a team's address: mail from there is ours."""
     address = address.strip().lower()
     if not address:

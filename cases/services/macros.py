@@ -125,7 +125,7 @@ def _compile(source: str) -> Template:
 # --- variables --------------------------------------------------------------------------------
 
 
-def _signature_html(agent: User | None) -> SafeString:
+def signature_html(agent: User | None) -> SafeString:
     """The agent's profile signature, escaped, its lines kept."""
     profile = AgentProfile.objects.filter(user=agent).only("signature").first() if agent else None
     if profile is None or not profile.signature.strip():
@@ -170,7 +170,7 @@ def macro_context(*, case: Case, agent: User | None) -> dict[str, Any]:
         },
         "customer": _customer_vars(case),
         "agent": _agent_vars(agent),
-        "signature": _signature_html(agent),
+        "signature": signature_html(agent),
         "team": {"name": case.team.name, "email": case.team.email},
     }
 

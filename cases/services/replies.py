@@ -11,7 +11,6 @@ it, so it is recorded once.
 
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -19,15 +18,16 @@ from datetime import timedelta
 from django.db import transaction
 from django.template import Context, Template, TemplateSyntaxError
 from django.utils import timezone
+from django.utils.html import linebreaks
 
 from cases import intake_rules
 from cases.choices import IntakeOutcome, MessageDirection
 from cases.errors import CaseError
 from cases.models import AutoAcknowledgement, AutoAckSent, Case, CaseMessage
-from cases.services.intake import case_message_received
-from crm.db import equals_ignoring_case
+from cases.services.intake import case_message_received, is_own_address
+from cases.services.macros import signature_html
 from crm.errors import ServiceError
-from crm.models import AgentProfile, Team, User
+from crm.models import Team, User
 from mailsync import services as mail
 from mailsync.models import Mailbox, Message
 from mailsync.services import OutgoingFile
@@ -198,13 +198,10 @@ def subject_with_case_number(subject: str, case: Case) -> str:
 
 
 def _with_signature(body_html: str, actor: User | None, wanted: bool) -> str:
-    if not wanted or actor is None:
+    signature = signature_html(actor) if wanted else ""
+    if not signature:
         return body_html
-    profile = AgentProfile.objects.filter(user=actor).only("signature").first()
-    if profile is None or not profile.signature.strip():
-        return body_html
-    lines = "<br>".join(html.escape(line) for line in profile.signature.strip().splitlines())
-    return f'{body_html}<div class="signature"><p>-- <br>{lines}</p></div>'
+    return f'{body_html}<div class="signature"><p>-- <br>{signature}</p></div>'
 
 
 # --- automatic acknowledgement ------------------------------------------------------------------
@@ -224,7 +221,7 @@ def auto_ack_send(*, case_id: int) -> AutoAckSent | None:
         return None
     recipient = opening.reply_to[0]["address"] if opening.reply_to else opening.from_address
     recipient = recipient.strip().lower()
-    if not recipient or _is_ours(recipient) or _acknowledged_lately(recipient):
+    if not recipient or is_own_address(recipient) or _acknowledged_lately(recipient):
         return None
     subject, body = render_auto_ack(config, case)
     with transaction.atomic():
@@ -254,13 +251,6 @@ def _opening_message(case: Case) -> Message | None:
     return link.message if link else None
 
 
-def _is_ours(address: str) -> bool:
-    return (
-        Mailbox.objects.filter(equals_ignoring_case("address", address)).exists()
-        or Team.objects.filter(equals_ignoring_case("email", address)).exists()
-    )
-
-
 def _acknowledged_lately(address: str) -> bool:
     since = timezone.now() - ACK_PER_RECIPIENT_WINDOW
     return AutoAckSent.objects.filter(recipient=address, sent_at__gte=since).exists()
@@ -271,12 +261,7 @@ def render_auto_ack(config: AutoAcknowledgement, case: Case) -> tuple[str, str]:
     context = Context({"case": case, "customer": case.customer, "team": case.team})
     subject = Template(config.subject).render(context).strip()
     text = Template(config.body).render(context).strip()
-    paragraphs = "".join(
-        f"<p>{'<br>'.join(html.escape(line) for line in block.splitlines())}</p>"
-        for block in text.split("\n\n")
-        if block.strip()
-    )
-    return subject_with_case_number(subject, case), paragraphs
+    return subject_with_case_number(subject, case), linebreaks(text, autoescape=True)
 
 
 def auto_ack_template_problem(text: str) -> str:

@@ -337,7 +337,7 @@ def sla_refresh(*, case: Case, now: datetime | None = None, new: bool = False) -
     computed = sla_compute(row, config.policy_for(_facts(row, config)), periods, now)
     if any(getattr(row, name) != value for name, value in computed.values.items()):
         Case.objects.filter(pk=row.pk).update(**computed.values)
-        _record_transitions([(row, computed)], now)
+        _record_transitions([(row, computed)])
     for name, value in computed.values.items():
         setattr(case, name, value)
     return computed
@@ -384,7 +384,7 @@ def _recompute_batch(rows: list[Case], config: Config, now: datetime) -> int:
     if results:
         with transaction.atomic():
             _write(results)
-            _record_transitions(results, now)
+            _record_transitions(results)
     return len(results)
 
 
@@ -438,65 +438,61 @@ def sla_tick(*, now: datetime | None = None, batch: int = TICK_BATCH) -> TickRes
         state_col, due_col, risk_col = (f"sla_{metric}_{p}" for p in ("state", "due", "risk_at"))
         result.breached += _advance(
             metric, Q(**{f"{state_col}__in": SLA_RUNNING_STATES, f"{due_col}__lte": now}),
-            SlaState.BREACHED, now, batch,
+            SlaState.BREACHED, batch,
         )  # fmt: skip
         result.at_risk += _advance(
             metric, Q(**{state_col: SlaState.ON_TRACK, f"{risk_col}__lte": now}),
-            SlaState.AT_RISK, now, batch,
+            SlaState.AT_RISK, batch,
         )  # fmt: skip
     return result
 
 
-def _advance(metric: str, due: Q, state: str, now: datetime, batch: int) -> int:
+def _advance(metric: str, condition: Q, state: str, batch: int) -> int:
     moved = 0
-    state_col = f"sla_{metric}_state"
     while True:
         with transaction.atomic():
-            rows = list(
-                Case.objects.filter(due)
+            cases = list(
+                Case.objects.filter(condition)
                 .select_for_update(skip_locked=True, of=("self",))
-                .only("pk", "number", "team_id", "assignee_id", state_col, f"sla_{metric}_due")
-                .order_by()[:batch]
+                .order_by()
+                .values_list("pk", f"sla_{metric}_due")[:batch]
             )
-            if not rows:
+            if not cases:
                 return moved
-            Case.objects.filter(pk__in=[r.pk for r in rows]).update(**{state_col: state})
-            _events(rows, metric, state, now)
-        moved += len(rows)
-        if len(rows) < batch:
+            Case.objects.filter(pk__in=[pk for pk, _ in cases]).update(
+                **{f"sla_{metric}_state": state}
+            )
+            _events(cases, metric, state)
+        moved += len(cases)
+        if len(cases) < batch:
             return moved
 
 
-def _record_transitions(results: Iterable[tuple[Case, Computed]], now: datetime) -> None:
-    """Events for targets that a computation (not the tick) moved into at risk or breached."""
-    moves: dict[tuple[str, str], list[Case]] = defaultdict(list)
+def _record_transitions(results: Iterable[tuple[Case, Computed]]) -> None:
+    """Events for targets that a computation (not the tick) moved into at risk or breached;
+    leaving breached for at risk (a deadline moved out) is no new warning."""
+    moves: dict[tuple[str, str], list[tuple[int, datetime | None]]] = defaultdict(list)
     for row, computed in results:
         for metric in METRICS:
             old, new = getattr(row, f"sla_{metric}_state"), computed.state(metric)
-            if new != old and new in (SlaState.AT_RISK, SlaState.BREACHED):
-                if not (old == SlaState.BREACHED and new == SlaState.AT_RISK):
-                    row.__dict__[f"sla_{metric}_due"] = computed.values[f"sla_{metric}_due"]
-                    moves[(metric, new)].append(row)
-    for (metric, state), rows in moves.items():
-        _events(rows, metric, state, now)
+            if new in (SlaState.AT_RISK, SlaState.BREACHED) and old not in (new, SlaState.BREACHED):
+                moves[(metric, new)].append((row.pk, computed.values[f"sla_{metric}_due"]))
+    for (metric, state), cases in moves.items():
+        _events(cases, metric, state)
 
 
-def _events(rows: list[Case], metric: str, state: str, now: datetime) -> None:
+def _events(cases: list[tuple[int, datetime | None]], metric: str, state: str) -> None:
+    """One timeline event per (case id, due), announced after commit."""
     kind = TimelineKind.SLA_BREACHED if state == SlaState.BREACHED else TimelineKind.SLA_AT_RISK
-    label = SlaMetric(metric).label
     verb = "breached" if state == SlaState.BREACHED else "at risk"
+    summary = f"SLA {SlaMetric(metric).label.lower()} {verb}"
     TimelineEvent.objects.bulk_create(
-        [
-            TimelineEvent(
-                case_id=row.pk,
-                kind=kind,
-                summary=f"SLA {label.lower()} {verb}",
-                data={"metric": metric, "due": _iso(getattr(row, f"sla_{metric}_due"))},
-            )  # fmt: skip
-            for row in rows
-        ]
+        TimelineEvent(
+            case_id=pk, kind=kind, summary=summary, data={"metric": metric, "due": _iso(due)}
+        )  # fmt: skip
+        for pk, due in cases
     )
-    ids = [row.pk for row in rows]
+    ids = [pk for pk, _ in cases]
     transaction.on_commit(
         lambda: sla_transition.send(sender=Case, case_ids=ids, metric=metric, state=state),
         robust=True,

@@ -28,7 +28,6 @@ Layout and choices:
 
 from __future__ import annotations
 
-import mimetypes
 import re
 import unicodedata
 from collections.abc import Callable
@@ -84,7 +83,6 @@ MAX_CHECKLIST_ITEMS = 100
 INLINE_IMAGE_TYPES = frozenset(
     {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif"}
 )
-MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$", re.I)
 TAG_SEPARATORS = re.compile(r"[,\s]+")
 WORKSPACE_CASE_RELATIONS = (
     "team",
@@ -724,14 +722,6 @@ def _safe_filename(name: str) -> str:
     return cleaned[:200] or "attachment"
 
 
-def _content_type(attachment: Attachment) -> str:
-    value = attachment.content_type.split(";")[0].strip().lower()
-    if MIME_TYPE.match(value):
-        return value
-    guessed, _ = mimetypes.guess_type(attachment.name or "")
-    return guessed or "application/octet-stream"
-
-
 def _serve_attachment(
     request: HttpRequest, number: str, message_id: int, attachment_id: int, *, inline: bool
 ) -> HttpResponseBase:
@@ -762,7 +752,7 @@ def _serve_attachment(
             {"case": case, "error": "The file is missing from storage.", "area": "queues"},
             status=404,
         )
-    content_type = _content_type(attachment)
+    content_type = attachment.served_content_type()
     show_inline = inline and content_type in INLINE_IMAGE_TYPES
     response = FileResponse(
         content,
