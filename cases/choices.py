@@ -125,6 +125,7 @@ class TimelineKind(models.TextChoices):
     BOUNCE_RECEIVED = "bounce_received", "Bounce received"
     SLA_AT_RISK = "sla_at_risk", "SLA target at risk"
     SLA_BREACHED = "sla_breached", "SLA target breached"
+    RULE_FIRED = "rule_fired", "Workflow rule fired"
 
 
 class MessageDirection(models.TextChoices):
@@ -147,6 +148,11 @@ class IntakeOutcome(models.TextChoices):
     NO_SENDER = "no_sender", "No sender address"
     AGENT_REPLY = "agent_reply", "Sent by an agent from the case"
     AUTO_ACK = "auto_ack", "Automatic acknowledgement (not a response)"
+    AUTOMATED = "automated", "Sent by a workflow rule (not a response)"
+
+
+# Mail the machine sent: recorded on the case, marked Auto-Submitted, moving no clock.
+AUTOMATIC_OUTCOMES = frozenset({IntakeOutcome.AUTO_ACK, IntakeOutcome.AUTOMATED})
 
 
 class SlaMetric(models.TextChoices):
@@ -173,3 +179,97 @@ class VipCondition(models.TextChoices):
     ANY = "", "Any customer"
     VIP = "vip", "VIP customers only"
     NOT_VIP = "not_vip", "Customers who are not VIP"
+
+
+# --- workflow rules -------------------------------------------------------------------------
+
+
+class RuleTrigger(models.TextChoices):
+    """When a rule is considered. "Case updated" also fires for the specific changes below it
+    (status, assignment, fields, tags); messages, SLA and time have triggers of their own."""
+
+    CASE_CREATED = "case_created", "Case created"
+    CASE_UPDATED = "case_updated", "Case updated (any change)"
+    STATUS_CHANGED = "status_changed", "Status changed"
+    ASSIGNED = "assigned", "Assigned (team or agent changed)"
+    CUSTOMER_MESSAGE = "customer_message", "Message received from the customer"
+    AGENT_REPLIED = "agent_replied", "Agent replied"
+    SLA_AT_RISK = "sla_at_risk", "SLA target at risk"
+    SLA_BREACHED = "sla_breached", "SLA target breached"
+    TASK_OVERDUE = "task_overdue", "Task overdue"
+    TIME = "time", "Time-based (checked by the worker)"
+
+
+# The triggers a "case updated" rule also answers.
+UPDATE_TRIGGERS = frozenset(
+    {RuleTrigger.CASE_UPDATED, RuleTrigger.STATUS_CHANGED, RuleTrigger.ASSIGNED}
+)
+
+
+# Triggers whose events carry changes ("changed to" conditions) and messages.
+CHANGE_TRIGGERS = UPDATE_TRIGGERS
+MESSAGE_TRIGGERS = frozenset({RuleTrigger.CUSTOMER_MESSAGE, RuleTrigger.AGENT_REPLIED})
+
+
+class TimeAnchor(models.TextChoices):
+    """What a time-based rule measures from."""
+
+    STATUS_SINCE = "status_since", "Time in the current status"
+    CREATED = "created", "Time since the case was created"
+    UPDATED = "updated", "Time since the case last changed"
+    LAST_CUSTOMER_MESSAGE = "last_customer_message", "Time since the customer last wrote"
+    LAST_AGENT_REPLY = "last_agent_reply", "Time since an agent last replied"
+
+
+class ConditionGroup(models.TextChoices):
+    ALL = "all", "All of these"
+    ANY = "any", "Any of these"
+
+
+class Operator(models.TextChoices):
+    IS = "is", "is"
+    IS_NOT = "is_not", "is not"
+    ONE_OF = "one_of", "is one of"
+    NONE_OF = "none_of", "is none of"
+    CONTAINS = "contains", "contains"
+    NOT_CONTAINS = "not_contains", "does not contain"
+    STARTS_WITH = "starts_with", "starts with"
+    ENDS_WITH = "ends_with", "ends with"
+    MATCHES = "matches", "matches the regular expression"
+    IS_SET = "is_set", "is set"
+    NOT_SET = "not_set", "is not set"
+    CHANGED = "changed", "changed"
+    CHANGED_FROM = "changed_from", "changed from"
+    CHANGED_TO = "changed_to", "changed to"
+
+
+class ActionKind(models.TextChoices):
+    SET_STATUS = "set_status", "Set status"
+    SET_PRIORITY = "set_priority", "Set priority"
+    SET_TYPE = "set_type", "Set type"
+    SET_TEAM = "set_team", "Move to team"
+    SET_ASSIGNEE = "set_assignee", "Assign to agent"
+    UNASSIGN = "unassign", "Unassign"
+    ROUND_ROBIN = "round_robin", "Assign round-robin in the team"
+    ADD_TAG = "add_tag", "Add tag"
+    REMOVE_TAG = "remove_tag", "Remove tag"
+    CREATE_TASK = "create_task", "Create a task from a template"
+    MESSAGE_TO_TASK = "message_to_task", "Turn the message into a task"
+    ADD_NOTE = "add_note", "Add an internal note"
+    EMAIL_CUSTOMER = "email_customer", "Email the customer"
+    EMAIL_AGENTS = "email_agents", "Email agents"
+    NOTIFY_WATCHERS = "notify_watchers", "Notify watchers"
+    WEBHOOK = "webhook", "Call a webhook"
+
+
+class AgentRecipients(models.TextChoices):
+    ASSIGNEE = "assignee", "The assignee"
+    TEAM = "team", "The case's team"
+    WATCHERS = "watchers", "The watchers"
+    AGENT = "agent", "The chosen agent"
+
+
+class DeliveryState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed (gave up)"

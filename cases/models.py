@@ -916,3 +916,17 @@ class CannedResponse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.team or 'global'})"
+
+
+# The workflow tables live in their own module (this one is long enough); importing them here
+# makes them the cases app's models.
+from cases.workflow.models import (  # noqa: E402, F401
+    RuleAction,
+    RuleCondition,
+    TaskTemplate,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WorkflowEvent,
+    WorkflowRule,
+    WorkflowRun,
+)

@@ -14,4 +14,17 @@ def default_schedules() -> list[ScheduleSpec]:
             description="Moves SLA targets whose time came to at risk or breached, records "
             "each transition on the case and tells the workflow rules (or the assignee).",
         ),
+        ScheduleSpec(
+            name="cases: workflow sweep",
+            task="cases.tasks.workflow_sweep",
+            every_seconds=60,
+            description="Runs time-based workflow rules and overdue-task rules in bounded "
+            "batches, and any rule event whose after-commit run was lost.",
+        ),
+        ScheduleSpec(
+            name="cases: webhook deliveries",
+            task="cases.tasks.webhooks_sweep",
+            every_seconds=30,
+            description="Retries outgoing webhook deliveries whose next attempt is due.",
+        ),
     ]

@@ -94,6 +94,13 @@ def case_messages(*, case: Case) -> QuerySet[CaseMessage]:
     )
 
 
+def case_latest_message_id(*, case: Case) -> int | None:
+    """The id of the newest message of the case, either way (what a dry run of a message
+    trigger looks at when nobody names one)."""
+    links = CaseMessage.objects.filter(case=case).order_by("-created_at", "-pk")
+    return links.values_list("message_id", flat=True).first()
+
+
 def note_list(*, user: User) -> QuerySet[CaseNote]:
     return CaseNote.objects.filter(case__in=case_list(user=user))
 

@@ -1,9 +1,9 @@
 """Seams of the cases app that other parts fill in.
 
 `sla_transition` is sent after commit when SLA targets of cases moved into at risk or
-breached (`case_ids`, `metric`, `state`). The workflow rules hook in here; until a receiver
-claims it, `notify_assignees` tells each case's assignee through crm.notifications (under the
-bell always, by email if their profile asks for SLA warnings).
+breached (`case_ids`, `metric`, `state`). Two receivers: `notify_assignees` tells each case's
+assignee through crm.notifications (under the bell always, by email if their profile asks for
+SLA warnings), and `tell_workflow_rules` records the "SLA at risk/breached" rule triggers.
 """
 
 from __future__ import annotations
@@ -55,4 +55,12 @@ def notify_assignees(*, case_ids: list[int], metric: str, state: str, **kwargs: 
     )
 
 
+def tell_workflow_rules(*, case_ids: list[int], metric: str, state: str, **kwargs: object) -> None:
+    """The "SLA at risk" and "SLA breached" triggers of the workflow rules."""
+    from cases.workflow.engine import workflow_record_sla
+
+    workflow_record_sla(case_ids=case_ids, metric=metric, state=state)
+
+
 sla_transition.connect(notify_assignees, dispatch_uid="cases.sla.notify_assignees")
+sla_transition.connect(tell_workflow_rules, dispatch_uid="cases.sla.workflow")

@@ -61,3 +61,66 @@ def sla_tick() -> None:
     from cases.services.sla import sla_tick as tick
 
     tick()
+
+
+# --- workflow rules (cases.workflow) -------------------------------------------------------------
+
+
+@shared_task(
+    name="cases.tasks.workflow_process",
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def workflow_process(event_ids: list[int]) -> None:
+    """Run the rules for recorded events (SLA transitions, overdue tasks, time-based rules).
+    Idempotent: an event already processed is skipped."""
+    from cases.workflow.engine import workflow_process_event
+
+    for event_id in event_ids:
+        workflow_process_event(event_id=event_id)
+
+
+@shared_task(name="cases.tasks.workflow_sweep", ignore_result=True)
+def workflow_sweep() -> None:
+    """Beat, every minute: events whose after-commit run was lost (a crashed process) run now;
+    time-based rules and overdue tasks are checked, in bounded batches."""
+    from cases.workflow.engine import workflow_process_stale
+    from cases.workflow.timed import workflow_run_timed
+
+    workflow_process_stale()
+    if workflow_run_timed().more:
+        workflow_sweep.apply_async(countdown=1)
+
+
+@shared_task(
+    name="cases.tasks.workflow_email_customer",
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def workflow_email_customer(run_id: int, position: int, subject: str, body_html: str) -> None:
+    """A rule's email to the customer, sent after the rule's transaction (sending may wait on
+    Graph or the relay); the outcome is written into the rule's execution log."""
+    from cases.workflow.actions import email_customer_send
+
+    email_customer_send(run_id=run_id, position=position, subject=subject, body_html=body_html)
+
+
+@shared_task(name="cases.tasks.webhook_deliver", ignore_result=True)
+def webhook_deliver(delivery_id: int) -> None:
+    """One attempt at a webhook delivery; a failure schedules the next attempt (backoff), which
+    `webhooks_sweep` makes."""
+    from cases.workflow.webhooks import webhook_deliver as deliver
+
+    deliver(delivery_id=delivery_id)
+
+
+@shared_task(name="cases.tasks.webhooks_sweep", ignore_result=True)
+def webhooks_sweep() -> None:
+    """Beat, every 30 seconds: webhook deliveries whose next attempt is due."""
+    from cases.workflow.webhooks import webhooks_deliver_due
+
+    webhooks_deliver_due()

@@ -9,6 +9,7 @@ from cases.api.customers import CustomerViewSet, OrganizationViewSet
 from cases.api.macros import MacroApplyView, MacroListView, MacroRenderView
 from cases.api.sla_reports import SlaReportView
 from cases.api.tasks import TaskViewSet
+from cases.api.workflows import WorkflowDryRunView
 
 router = SimpleRouter(trailing_slash=False)
 router.register("cases", CaseViewSet, basename="case")
@@ -24,6 +25,7 @@ urlpatterns += [
     path("analytics/reports", ReportView.as_view(), name="analytics-reports"),
     path("analytics/sla", SlaReportView.as_view(), name="analytics-sla"),
     path("macros", MacroListView.as_view(), name="macro-list"),
+    path("workflows/dry-run", WorkflowDryRunView.as_view(), name="workflow-dry-run"),
     path(
         "cases/<int:case_id>/macros/<int:macro_id>/render",
         MacroRenderView.as_view(),

@@ -337,6 +337,7 @@ class NotificationKind(models.TextChoices):
     CUSTOMER_REPLY = "customer_reply", "Customer replied"
     SLA_AT_RISK = "sla_at_risk", "SLA at risk"
     SLA_BREACHED = "sla_breached", "SLA breached"
+    WORKFLOW = "workflow", "Workflow rule"
 
 
 class Notification(models.Model):

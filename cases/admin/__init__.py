@@ -16,4 +16,6 @@ from cases.admin import (  # noqa: F401 - registers the admins
     sla,
     tasks,
     triage,
+    webhooks,
+    workflows,
 )

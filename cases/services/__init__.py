@@ -33,7 +33,7 @@ from cases.services.customers import (
 )
 from cases.services.intake import case_message_received, customer_for_address, message_intake
 from cases.services.macros import macro_apply, macro_render, macro_validate
-from cases.services.replies import auto_ack_send, case_forward, case_reply
+from cases.services.replies import auto_ack_send, case_forward, case_reply, case_send_automatic
 from cases.services.saved_views import saved_view_delete, saved_view_save
 from cases.services.tasks import (
     task_assign,
@@ -49,6 +49,7 @@ __all__ = [
     "auto_ack_send",
     "case_forward",
     "case_reply",
+    "case_send_automatic",
     "case_add_note",
     "case_add_watcher",
     "case_assign",

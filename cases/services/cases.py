@@ -19,6 +19,7 @@ from cases.choices import (
     OPEN_CASE_STATUSES,
     CaseStatus,
     LinkKind,
+    RuleTrigger,
     TimelineKind,
 )
 from cases.errors import (
@@ -40,6 +41,7 @@ from cases.services.triage import (
     triage_record_overrides,
     triage_schedule_llm,
 )
+from cases.workflow.engine import workflow_record
 from crm import notifications as crm_notifications
 from crm import selectors as crm_selectors
 from crm.db import reserve_ids
@@ -177,14 +179,13 @@ def case_create(
         assignee=assignee.pk if assignee else None,
     )
     status_period_open(case=case, status=case.status, at=case.created_at)
-    if tags:
-        case_set_tags(actor=actor, case=case, names=tags)
-    else:
+    if not (tags and _set_tags(actor=actor, case=case, names=tags)):
         sla_refresh(case=case, new=True)
     if triage is not None:
         triage_schedule_llm(case=case)
     if assignee is not None:  # notifications (issue 12)
         _notify_assigned(actor=actor, case=case, assignee=assignee)
+    workflow_record(case=case, trigger=RuleTrigger.CASE_CREATED, actor=actor)
     return case
 
 
@@ -242,7 +243,18 @@ def case_update(*, actor: User | None, case: Case, **changes: object) -> Case:
             old=getattr(old, "pk", old),
             new=getattr(new, "pk", new),
         )
+    workflow_record(
+        case=case,
+        trigger=RuleTrigger.CASE_UPDATED,
+        actor=actor,
+        changes={field: [_canonical(old), _canonical(new)] for field, old, new in changed},
+    )
     return case
+
+
+def _canonical(value: object) -> object:
+    """A value as rule conditions compare it (and JSON holds it): relations by id."""
+    return getattr(value, "pk", value)
 
 
 @transaction.atomic
@@ -276,6 +288,12 @@ def case_change_status(
         old=old,
         new=status,
         reopened=reopened,
+    )
+    workflow_record(
+        case=case,
+        trigger=RuleTrigger.STATUS_CHANGED,
+        actor=actor,
+        changes={"status": [old, status]},
     )
     return case
 
@@ -317,6 +335,12 @@ def case_assign(
         sla_refresh(case=case)
     if assignee is not None and assignee != old_assignee:  # notifications (issue 12)
         _notify_assigned(actor=actor, case=case, assignee=assignee)
+    changes = {}
+    if new_team != old_team:
+        changes["team"] = [old_team.pk, new_team.pk]
+    if assignee != old_assignee:
+        changes["assignee"] = [_canonical(old_assignee), _canonical(assignee)]
+    workflow_record(case=case, trigger=RuleTrigger.ASSIGNED, actor=actor, changes=changes)
     return case
 
 
@@ -588,8 +612,24 @@ def normalize_tag(name: str) -> str:
 
 @transaction.atomic
 def case_set_tags(*, actor: User | None, case: Case, names: Iterable[str]) -> list[str]:
+    """Make the case's tags exactly `names` (normalised); returns them sorted."""
+    current = sorted(case.tags.values_list("name", flat=True))
+    wanted = _set_tags(actor=actor, case=case, names=names, current=set(current))
+    if wanted != current:
+        workflow_record(
+            case=case, trigger=RuleTrigger.CASE_UPDATED, actor=actor,
+            changes={"tags": [current, wanted]},
+        )  # fmt: skip
+    return wanted
+
+
+def _set_tags(
+    *, actor: User | None, case: Case, names: Iterable[str], current: set[str] | None = None
+) -> list[str]:
+    """Set the tags and write the timeline (a new case's tags come with its creation event)."""
     wanted = {normalize_tag(name) for name in names} - {""}
-    current = set(case.tags.values_list("name", flat=True))
+    if current is None:
+        current = set(case.tags.values_list("name", flat=True))
     if wanted == current:
         return sorted(current)
     tags = [Tag.objects.get_or_create(name=name)[0] for name in sorted(wanted)]

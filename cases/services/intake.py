@@ -25,7 +25,15 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from cases import intake_rules, selectors
-from cases.choices import CaseStatus, IntakeOutcome, LinkKind, MessageDirection, TimelineKind
+from cases.choices import (
+    AUTOMATIC_OUTCOMES,
+    CaseStatus,
+    IntakeOutcome,
+    LinkKind,
+    MessageDirection,
+    RuleTrigger,
+    TimelineKind,
+)
 from cases.errors import CaseError, DuplicateEmail, ReopenWindowPassed
 from cases.models import Case, CaseLink, CaseMessage, CaseMessageId, Customer
 from cases.services.cases import case_change_status, case_create, case_url, validate_transition
@@ -33,6 +41,7 @@ from cases.services.customers import customer_create
 from cases.services.sla import sla_refresh
 from cases.services.timeline import timeline_record
 from cases.services.triage import triage_suggest
+from cases.workflow.engine import workflow_record
 from crm.db import equals_ignoring_case
 from crm.models import NotificationKind, Team
 from crm.notifications import notify
@@ -42,6 +51,10 @@ from mailsync.models import Mailbox, Message
 logger = logging.getLogger(__name__)
 
 MAX_TITLE = 300
+AUTOMATIC_SUMMARY = {
+    IntakeOutcome.AUTO_ACK: "Automatic acknowledgement sent",
+    IntakeOutcome.AUTOMATED: "Email sent by a workflow rule",
+}
 # Intake reads neither the HTML body nor the recipient lists (a message may have 500); they
 # would only be transferred and decoded.
 UNUSED_MESSAGE_FIELDS = ("body_html", "to", "cc", "bcc", "reply_to", "preview", "parse_problems")
@@ -309,9 +322,9 @@ def case_message_received(
             "waiting_since": Coalesce("waiting_since", moment),
         }
         kind, summary = TimelineKind.MESSAGE_RECEIVED, f"Email from {message.from_address}"
-    elif outcome == IntakeOutcome.AUTO_ACK:  # the machine answered, not the team
+    elif outcome in AUTOMATIC_OUTCOMES:  # the machine wrote, not the team
         clocks = {}
-        kind, summary = TimelineKind.MESSAGE_SENT, "Automatic acknowledgement sent"
+        kind, summary = TimelineKind.MESSAGE_SENT, AUTOMATIC_SUMMARY[outcome]
     else:
         clocks = {
             "last_outbound_at": Coalesce(Greatest("last_outbound_at", moment), moment),
@@ -329,6 +342,13 @@ def case_message_received(
         summary=f"{summary}: {message.subject or '(no subject)'}",
         message=message.pk, direction=direction, outcome=outcome,
     )  # fmt: skip
+    if outcome not in AUTOMATIC_OUTCOMES:
+        trigger = (
+            RuleTrigger.CUSTOMER_MESSAGE
+            if direction == MessageDirection.INBOUND
+            else RuleTrigger.AGENT_REPLIED
+        )
+        workflow_record(case=case, trigger=trigger, message_id=message.pk)
     return record
 
 

@@ -233,6 +233,17 @@ def _subject(macro: CannedResponse, context: dict[str, Any]) -> str:
     return " ".join(_render(macro.name, macro.subject, context, escape=False).split())
 
 
+def template_render(
+    *, name: str, source: str, case: Case, agent: User | None = None, as_html: bool = True
+) -> str:
+    """A workflow rule's own template (a note, an email, a task), in the macros' sandbox with
+    the macros' variables: HTML like a macro's body, or plain text (subjects, task fields)."""
+    context = macro_context(case=case, agent=agent)
+    if as_html:
+        return _as_html(source, _render(name, source, context, escape=True))
+    return _render(name, source, context, escape=False).strip()
+
+
 def macro_preview(*, macro: CannedResponse) -> tuple[str, str]:
     """(subject, HTML body) of the macro with made-up values, for the admin."""
     context = _sample_context()

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.html import linebreaks
 
 from cases import intake_rules
-from cases.choices import IntakeOutcome, MessageDirection
+from cases.choices import AUTOMATIC_OUTCOMES, IntakeOutcome, MessageDirection
 from cases.errors import CaseError
 from cases.models import AutoAcknowledgement, AutoAckSent, Case, CaseMessage
 from cases.services.intake import case_message_received, is_own_address
@@ -134,7 +134,7 @@ def _send(
         sent = _sent_or_refused(
             mailbox=original.mailbox, mode=mode, original=original, body_html=body_html,
             subject=subject, to=to, cc=cc, bcc=bcc, attachments=attachments, actor=actor,
-            auto_submitted=outcome == IntakeOutcome.AUTO_ACK,
+            auto_submitted=outcome in AUTOMATIC_OUTCOMES,
         )  # fmt: skip
         return case_message_received(
             case=case, message=sent, direction=MessageDirection.OUTBOUND, outcome=outcome
@@ -204,6 +204,39 @@ def _with_signature(body_html: str, actor: User | None, wanted: bool) -> str:
     return f'{body_html}<div class="signature"><p>-- <br>{signature}</p></div>'
 
 
+# --- a workflow rule's email -------------------------------------------------------------------
+
+
+def case_send_automatic(*, case: Case, subject: str, body_html: str) -> CaseMessage:
+    """A workflow rule writes to the customer: an answer to their latest message (or, for a
+    case opened by hand, new mail from the team's mailbox), marked Auto-Submitted and
+    recorded as the machine's (outcome `automated`: no clock moves, no "agent replied")."""
+    original = _latest_inbound(case)
+    if original is None:
+        to = _customer_address(case)
+        with transaction.atomic():
+            sent = _sent_or_refused(
+                mailbox=_team_mailbox(case.team), mode="new", original=None,
+                body_html=body_html, subject=subject_with_case_number(subject or case.title, case),
+                to=to, cc=(), bcc=(), attachments=(), actor=None, auto_submitted=True,
+            )  # fmt: skip
+            return case_message_received(
+                case=case, message=sent, direction=MessageDirection.OUTBOUND,
+                outcome=IntakeOutcome.AUTOMATED,
+            )  # fmt: skip
+    subject = subject_with_case_number(subject, case) if subject else ""
+    return _send(
+        None, case, original, "reply", body_html, to=[_answer_address(original)], cc=(),
+        bcc=(), attachments=(), outcome=IntakeOutcome.AUTOMATED, subject=subject,
+    )  # fmt: skip
+
+
+def _answer_address(message: Message) -> str:
+    """Where an answer to `message` goes: its Reply-To, else its sender."""
+    address = message.reply_to[0]["address"] if message.reply_to else message.from_address
+    return address.strip().lower()
+
+
 # --- automatic acknowledgement ------------------------------------------------------------------
 
 
@@ -219,8 +252,7 @@ def auto_ack_send(*, case_id: int) -> AutoAckSent | None:
     opening = _opening_message(case)
     if config is None or opening is None:
         return None
-    recipient = opening.reply_to[0]["address"] if opening.reply_to else opening.from_address
-    recipient = recipient.strip().lower()
+    recipient = _answer_address(opening)
     if not recipient or is_own_address(recipient) or _acknowledged_lately(recipient):
         return None
     subject, body = render_auto_ack(config, case)

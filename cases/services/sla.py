@@ -155,6 +155,18 @@ def _default_calendar_id() -> int | None:
     return BusinessCalendar.objects.filter(is_default=True).values_list("pk", flat=True).first()
 
 
+def calendar_hours(calendar_id: int | None) -> Hours:
+    """The business hours of a calendar (None: the default one); calendar time when there is
+    no such calendar or it is unusable. For workflow rules that count business hours."""
+    calendars = _calendars()
+    row = (
+        calendars.filter(pk=calendar_id).first()
+        if calendar_id is not None
+        else calendars.filter(is_default=True).first()
+    )
+    return (_hours_of(row) if row is not None else None) or CALENDAR_TIME
+
+
 def _hours_of(calendar: BusinessCalendar) -> Hours | None:
     weekly: dict[int, list[Interval]] = defaultdict(list)
     for row in calendar.hours.all():

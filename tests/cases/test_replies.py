@@ -403,3 +403,65 @@ def test_an_answer_from_the_case_meets_the_first_response_target(
     body = api.get(f"/api/v1/cases/{case.pk}").json()["sla"]
     assert body["first_response"]["state"] == "met"
     assert body["resolution"]["state"] == "on_track"
+
+
+# --- workflow rules that write to the customer ----------------------------------------------------
+
+
+def test_a_rule_answers_with_a_canned_response_through_the_relay(
+    local_mailbox, relay, team, eager_celery, django_capture_on_commit_callbacks
+):
+    from cases.choices import RuleTrigger
+    from cases.models import CannedResponse, WorkflowRun
+    from tests.cases.factories import make_rule
+
+    macro = CannedResponse.objects.create(
+        name="Out of office",
+        subject="About {{ case.title }}",
+        body="Dear {{ customer.first_name }}, we are closed until Monday.",
+        set_status="awaiting_customer",
+        add_tags=["ooo"],
+    )
+    make_rule("Weekend answer", trigger=RuleTrigger.CUSTOMER_MESSAGE,
+              actions=[{"kind": "email_customer", "canned_response": macro}])  # fmt: skip
+
+    with django_capture_on_commit_callbacks(execute=True):
+        case = customer_writes(local_mailbox)
+
+    [(_, rcpt_tos, raw)] = relay.received
+    sent = email.message_from_bytes(raw, policy=email.policy.default)
+    assert rcpt_tos == [CUSTOMER]
+    assert sent["Subject"] == f"About Printer on fire [{case.number}]"
+    assert sent["Auto-Submitted"] == "auto-replied"
+    assert "Dear Anna, we are closed until Monday." in sent.get_body(("plain",)).get_content()
+    case.refresh_from_db()
+    assert case.status == "awaiting_customer"
+    assert set(case.tags.values_list("name", flat=True)) == {"ooo"}
+    assert case.first_response_at is None  # the machine wrote, not the team
+    link = CaseMessage.objects.get(case=case, direction=MessageDirection.OUTBOUND)
+    assert link.outcome == IntakeOutcome.AUTOMATED
+    [run] = WorkflowRun.objects.filter(case=case)
+    assert run.errors == 0
+    assert run.actions[0]["summary"] == "email to the customer sent"
+
+
+def test_a_rule_email_that_cannot_be_sent_is_logged_on_the_run(
+    local_mailbox, team, eager_celery, django_capture_on_commit_callbacks
+):
+    """No relay for the customer's domain: the run says why, the case is untouched."""
+    from cases.choices import RuleTrigger
+    from cases.models import WorkflowRun
+    from tests.cases.factories import make_rule
+
+    make_rule(
+        "Answer",
+        trigger=RuleTrigger.CUSTOMER_MESSAGE,
+        actions=[{"kind": "email_customer", "body": "Thanks, {{ customer.name }}."}],
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        case = customer_writes(local_mailbox)
+
+    [run] = WorkflowRun.objects.filter(case=case)
+    assert run.errors == 1
+    assert "No SMTP relay" in run.actions[0]["error"]
+    assert not CaseMessage.objects.filter(case=case, direction=MessageDirection.OUTBOUND).exists()

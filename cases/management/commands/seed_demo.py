@@ -17,6 +17,7 @@ from django.db import transaction
 from cases.bulkdata import generate_cases
 from cases.demo.seed import demo_data_create
 from cases.demo.sla import SlaDefaults, sla_defaults_create
+from cases.demo.workflows import demo_rules_create
 from cases.services.sla import sla_config_changed
 from crm import services
 from crm.localenv import append_env_setting
@@ -89,6 +90,9 @@ class Command(BaseCommand):
         )
         agents = ", ".join(f"{agent.email} ({agent.team} {agent.role})" for agent in summary.agents)
         self.stdout.write(f"Demo agents (same password as below): {agents}")
+        rules = demo_rules_create()
+        if rules:
+            self.stdout.write(f"Example workflow rules: {rules} (admin → Workflow rules)")
         return True
 
     def _bulk_cases(self, count: int) -> None:
