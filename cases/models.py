@@ -918,6 +918,42 @@ class CannedResponse(models.Model):
         return f"{self.name} ({self.team or 'global'})"
 
 
+class ReplyDraft(models.Model):
+    """What an agent is writing on a case (a reply, reply all, forward or internal note),
+    saved as they type so that a reload, a crash or another device finds it again. One per
+    agent and case; sending or discarding deletes it. Files picked for it are not kept."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="drafts")
+    agent = models.ForeignKey(USER, on_delete=models.CASCADE, related_name="reply_drafts")
+    mode = models.CharField(
+        max_length=10,
+        choices=[("reply", "Reply"), ("reply_all", "Reply all"), ("forward", "Forward"),
+                 ("note", "Internal note")],
+        default="reply",
+    )  # fmt: skip
+    to = models.CharField(max_length=2000, blank=True)
+    cc = models.CharField(max_length=2000, blank=True)
+    bcc = models.CharField(max_length=2000, blank=True)
+    body = models.TextField(blank=True)
+    message = models.ForeignKey(
+        "mailsync.Message",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The message answered or forwarded (empty: the customer's latest).",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["case", "agent"], name="replydraft_one_per_agent")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_mode_display()} draft on {self.case_id} by {self.agent_id}"
+
+
 # The workflow tables live in their own module (this one is long enough); importing them here
 # makes them the cases app's models.
 from cases.workflow.models import (  # noqa: E402, F401

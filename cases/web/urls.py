@@ -1,6 +1,6 @@
 """URLs of the agent web UI (namespace `web`); each module lists its own patterns."""
 
-from cases.web import directory, profile, queues, workspace
+from cases.web import board, composer, directory, profile, queues, workspace
 
 app_name = "web"
 
@@ -9,4 +9,6 @@ urlpatterns = [
     *workspace.urlpatterns,
     *directory.urlpatterns,
     *profile.urlpatterns,
+    *composer.urlpatterns,
+    *board.urlpatterns,
 ]

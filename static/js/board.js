@@ -1,0 +1,1 @@
+/* board (issue 13): filled in by its work. */

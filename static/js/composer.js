@@ -1,0 +1,1 @@
+/* composer (issue 13): filled in by its work. */

@@ -1,0 +1,1 @@
+/* live (issue 13): filled in by its work. */

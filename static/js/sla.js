@@ -1,0 +1,1 @@
+/* sla (issue 13): filled in by its work. */
