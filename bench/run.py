@@ -17,12 +17,14 @@ from bench import (  # noqa: E402
     api_list,
     cases_api,
     intake,
+    live,
     mail_api,
     mail_sync,
     sla,
     smtp_intake,
     web_pages,
     webhooks,
+    workflows,
 )
 
 BENCHMARKS = {
@@ -31,10 +33,12 @@ BENCHMARKS = {
     "mail_api": mail_api.run,
     "mail_sync": mail_sync.run,
     "intake": intake.run,
+    "live": live.run,
     "sla": sla.run,
     "smtp_intake": smtp_intake.run,
     "web_pages": web_pages.run,
     "webhooks": webhooks.run,
+    "workflows": workflows.run,
 }
 
 

@@ -3,6 +3,11 @@
 from django.db import models
 
 
+def a_or_an(word: str) -> str:
+    """The article for a status label: "An in progress task", "A new task"."""
+    return f"{'An' if word[:1].lower() in 'aeiou' else 'A'} {word}"
+
+
 class CaseType(models.TextChoices):
     QUESTION = "question", "Question"
     INCIDENT = "incident", "Incident"

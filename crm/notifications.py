@@ -11,6 +11,8 @@ and this module decides how it is delivered:
 - **By email, per preference.** Those whose profile asks for that kind are emailed after the
   transaction commits (`transaction.on_commit`), in one `send_mass_mail` batch; a failure is
   logged and leaves `emailed_at` empty, never undoing or failing the change that notified.
+- **Live, to open pages.** After commit the recipient's sockets hear the new unread count and
+  the newest title (`crm.live`: the bell and a toast); marking read sends the count alone.
 
 The selectors at the end are the only way entry points (API, web, the bell) read them.
 """
@@ -29,6 +31,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from crm import live
 from crm.models import AgentProfile, Notification, NotificationKind, User
 
 logger = logging.getLogger(__name__)
@@ -105,6 +108,7 @@ def notify_many(*, drafts: Iterable[Draft], actor: User | None = None) -> list[N
     if not rows:
         return []
     Notification.objects.bulk_create(rows)
+    transaction.on_commit(lambda: live.notifications_publish(rows=rows), robust=True)
     to_email = [row for row in rows if row.recipient.email and _wants_email(row)]
     if to_email:
         transaction.on_commit(lambda: _send_emails(to_email), robust=True)
@@ -122,7 +126,12 @@ def notifications_mark_read(*, user: User, ids: Collection[int] | Literal["all"]
         if not ids:
             return 0
         unread = unread.filter(pk__in=ids)
-    return unread.update(read_at=timezone.now())
+    changed = unread.update(read_at=timezone.now())
+    if changed:
+        transaction.on_commit(
+            lambda: live.unread_publish(user_id=user.pk, unread=unread_count(user)), robust=True
+        )
+    return changed
 
 
 def _user_id(recipient: User | int | None) -> int | None:

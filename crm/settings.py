@@ -148,7 +148,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "crm:channels"},
+            # redis-py 8 reads with a 5 s socket timeout by default, which is the length of
+            # channels_redis's blocking BZPOPMIN: an idle socket's read then failed with
+            # "Timeout reading" and dropped the consumer. A longer timeout keeps dead
+            # connections detectable.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "prefix": "crm:channels",
+            },
         }
     }
 else:
@@ -159,6 +166,10 @@ else:
         }
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Live updates: how often the web process polls the database for changes made by other
+# processes (0 = never). Unset: 5 s with the in-memory channel layer, 0 with Redis.
+LIVE_POLL_SECONDS = env.float("LIVE_POLL_SECONDS", default=None)
 
 CELERY_QUEUE_DIR = VAR_DIR / "celery"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")

@@ -12,14 +12,14 @@ from cases import selectors, services
 from cases.admin.common import (
     ServiceErrorsFormMixin,
 )
-from cases.choices import TASK_TRANSITIONS, TaskStatus
+from cases.errors import InvalidTransition
 from cases.models import (
     Case,
     ChecklistItem,
     Task,
 )
 from cases.services.tasks import UPDATABLE_FIELDS as TASK_FIELDS
-from cases.services.tasks import validate_task_assignee
+from cases.services.tasks import validate_task_assignee, validate_task_transition
 from crm.admin import (
     ScopedAdminMixin,
     ServiceInlineFormSet,
@@ -59,14 +59,10 @@ class TaskAdminForm(ServiceErrorsFormMixin, forms.ModelForm):
             self.validate_with(validate_task_assignee, case=case, assignee=data.get("assignee"))
         status = data.get("status")
         if not adding and "status" in changed and status:
-            old = task.status
-            if status not in TASK_TRANSITIONS[old]:
-                # The message task_change_status gives (tasks have no validate function).
-                self.add_error(
-                    "status",
-                    f"A {TaskStatus(old).label.lower()} task cannot become "
-                    f"{TaskStatus(status).label.lower()}.",
-                )
+            try:
+                validate_task_transition(task=task, status=status)
+            except InvalidTransition as exc:
+                self.add_error("status", exc.message)
         return data
 
 

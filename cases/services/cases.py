@@ -21,6 +21,7 @@ from cases.choices import (
     LinkKind,
     RuleTrigger,
     TimelineKind,
+    a_or_an,
 )
 from cases.errors import (
     CaseError,
@@ -92,7 +93,7 @@ def validate_transition(*, case: Case, status: str, now: datetime | None = None)
         return
     if status not in CASE_TRANSITIONS[case.status]:
         raise InvalidTransition(
-            f"A {CaseStatus(case.status).label.lower()} case cannot become "
+            f"{a_or_an(CaseStatus(case.status).label.lower())} case cannot become "
             f"{CaseStatus(status).label.lower()}.",
             field="status",
         )

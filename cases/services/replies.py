@@ -63,7 +63,7 @@ def case_reply(
         raise ReplyRefused(
             f"“{mode}” is not a way to reply ({', '.join(REPLY_MODES)}).", field="mode"
         )
-    original = message or _latest_inbound(case)
+    original = message or latest_inbound(case)
     if original is None:
         return _new_message(actor, case, body_html, to, cc, bcc, attachments, signature)
     return _send(
@@ -87,7 +87,7 @@ def case_forward(
     """Forward a message of the case (default: the latest from the customer) to others."""
     if not to:
         raise ReplyRefused("A forward needs at least one recipient.", field="to")
-    original = message or _latest_inbound(case) or _latest(case)
+    original = message or latest_inbound(case) or _latest(case)
     if original is None:
         raise ReplyRefused("This case has no message to forward.", field="message")
     return _send(
@@ -96,7 +96,8 @@ def case_forward(
     )  # fmt: skip
 
 
-def _latest_inbound(case: Case) -> Message | None:
+def latest_inbound(case: Case) -> Message | None:
+    """The customer's latest real message on the case (what a reply answers by default)."""
     link = (
         CaseMessage.objects.filter(case=case, direction=MessageDirection.INBOUND)
         .exclude(outcome__in=(IntakeOutcome.BOUNCE, IntakeOutcome.AUTO_REPLY))
@@ -211,7 +212,7 @@ def case_send_automatic(*, case: Case, subject: str, body_html: str) -> CaseMess
     """A workflow rule writes to the customer: an answer to their latest message (or, for a
     case opened by hand, new mail from the team's mailbox), marked Auto-Submitted and
     recorded as the machine's (outcome `automated`: no clock moves, no "agent replied")."""
-    original = _latest_inbound(case)
+    original = latest_inbound(case)
     if original is None:
         to = _customer_address(case)
         with transaction.atomic():

@@ -8,7 +8,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from cases.choices import TASK_TRANSITIONS, TaskStatus, TimelineKind
+from cases.choices import TASK_TRANSITIONS, TaskStatus, TimelineKind, a_or_an
 from cases.errors import CaseError, InvalidAssignee, InvalidTransition
 from cases.models import Case, CaseMessage, ChecklistItem, Task
 from cases.services.timeline import display, timeline_record
@@ -139,19 +139,24 @@ def task_update(*, actor: User | None, task: Task, **changes_: object) -> Task:
     return task
 
 
-@transaction.atomic
-def task_change_status(*, actor: User | None, task: Task, status: str) -> Task:
-    _lock(task)
+def validate_task_transition(*, task: Task, status: str) -> None:
+    """Raise unless the task may move from its status to `status` (admin forms ask first)."""
     if status not in TaskStatus.values:
         raise InvalidTransition(f"“{status}” is not a task status.", field="status")
-    if status == task.status:
-        return task
-    if status not in TASK_TRANSITIONS[task.status]:
+    if status != task.status and status not in TASK_TRANSITIONS[task.status]:
         raise InvalidTransition(
-            f"A {TaskStatus(task.status).label.lower()} task cannot become "
+            f"{a_or_an(TaskStatus(task.status).label.lower())} task cannot become "
             f"{TaskStatus(status).label.lower()}.",
             field="status",
         )
+
+
+@transaction.atomic
+def task_change_status(*, actor: User | None, task: Task, status: str) -> Task:
+    _lock(task)
+    validate_task_transition(task=task, status=status)
+    if status == task.status:
+        return task
     old = task.status
     task.status = status
     done = status in (TaskStatus.RESOLVED, TaskStatus.CLOSED)

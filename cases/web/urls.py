@@ -1,6 +1,6 @@
 """URLs of the agent web UI (namespace `web`); each module lists its own patterns."""
 
-from cases.web import board, composer, directory, profile, queues, workspace
+from cases.web import board, composer, directory, live, profile, queues, workspace
 
 app_name = "web"
 
@@ -11,4 +11,5 @@ urlpatterns = [
     *profile.urlpatterns,
     *composer.urlpatterns,
     *board.urlpatterns,
+    *live.urlpatterns,
 ]

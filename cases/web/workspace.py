@@ -122,7 +122,7 @@ def _render(
     return render(request, template, context, status=status)
 
 
-def _case_queryset(user: User) -> QuerySet[Case]:
+def case_queryset(user: User) -> QuerySet[Case]:
     return (
         selectors.case_list(user=user)
         .select_related(*WORKSPACE_CASE_RELATIONS)
@@ -130,10 +130,10 @@ def _case_queryset(user: User) -> QuerySet[Case]:
     )
 
 
-def _case_or_404(request: HttpRequest, number: str) -> Case:
+def case_or_404(request: HttpRequest, number: str) -> Case:
     """The visible case with exactly this number. A merged case is shown as itself (under a
     banner), unlike the API's by-number lookup, because its messages stay with it."""
-    case = _case_queryset(request.user).filter(number=number.strip().upper()).first()
+    case = case_queryset(request.user).filter(number=number.strip().upper()).first()
     if case is None:
         raise Http404("No such case.")
     return case
@@ -175,21 +175,29 @@ def _queue_context(request: HttpRequest, case: Case) -> dict[str, str]:
 @login_required
 @require_GET
 def case_detail(request: HttpRequest, number: str) -> HttpResponse:
-    case = _case_or_404(request, number)
-    header = _header_context(request, case)
+    case = case_or_404(request, number)
     context = {
-        "case": case,
         "area": "queues",
         **_queue_context(request, case),
-        **header,
-        **_conversation_context(case),
-        **_notes_context(case),
-        **_tasks_context(case, members=header["members"]),
-        **_timeline_context(request, case),
+        **case_parts_context(request, case),
         **_customer_context(request, case),
         **_relations_context(request, case),
     }
     return _render(request, "cases/case_detail.html", context)
+
+
+def case_parts_context(request: HttpRequest, case: Case) -> dict:
+    """The parts a change may alter (header, conversation, notes, tasks, timeline): the page,
+    the composer's answer to a send and live refreshes all draw them from here."""
+    header = header_context(request, case)
+    return {
+        "case": case,
+        **header,
+        **conversation_context(case),
+        **notes_context(case),
+        **tasks_context(case, members=header["members"]),
+        **timeline_context(request, case),
+    }
 
 
 def _team_members(team: Team) -> list[User]:
@@ -208,7 +216,7 @@ def _teams_for(user: User, case: Case) -> list[Team]:
     return list(teams)
 
 
-def _header_context(request: HttpRequest, case: Case, error: str = "", field: str = "") -> dict:
+def header_context(request: HttpRequest, case: Case, error: str = "", field: str = "") -> dict:
     members = _team_members(case.team)
     member_ids = {member.pk for member in members}
     return {
@@ -247,7 +255,7 @@ def _listed_attachments(message: Message) -> list[Attachment]:
     return [a for a in attachments if not (a.is_inline and a.content_id)]
 
 
-def _conversation_context(case: Case) -> dict:
+def conversation_context(case: Case) -> dict:
     links = (
         selectors.case_messages(case=case)
         .defer("message__headers", "message__parse_problems")
@@ -260,7 +268,7 @@ def _conversation_context(case: Case) -> dict:
     return {"thread": thread}
 
 
-def _notes_context(case: Case) -> dict:
+def notes_context(case: Case) -> dict:
     return {"notes": list(case.notes.select_related("author").order_by("-created_at", "-pk"))}
 
 
@@ -286,14 +294,14 @@ def _task_view(task: Task) -> dict:
     }
 
 
-def _tasks_context(case: Case, members: list[User] | None = None) -> dict:
+def tasks_context(case: Case, members: list[User] | None = None) -> dict:
     return {
         "tasks": [_task_view(task) for task in _task_queryset(case)],
         "task_assignees": members if members is not None else _team_members(case.team),
     }
 
 
-def _timeline_context(request: HttpRequest, case: Case) -> dict:
+def timeline_context(request: HttpRequest, case: Case) -> dict:
     events = list(
         selectors.timeline_for(user=request.user, case=case).order_by("-created_at", "-pk")[
             : TIMELINE_LIMIT + 1
@@ -356,7 +364,7 @@ def _choice(value: str, choices: list[tuple[str, str]], label: str) -> str:
     return value
 
 
-def _active_user(raw: str) -> User | None:
+def active_user(raw: str) -> User | None:
     if raw == "":
         return None
     if not raw.isdigit():
@@ -391,7 +399,7 @@ def _edit_status(request: HttpRequest, case: Case, value: str) -> None:
 
 
 def _edit_assignee(request: HttpRequest, case: Case, value: str) -> None:
-    services.case_assign(actor=request.user, case=case, assignee=_active_user(value))
+    services.case_assign(actor=request.user, case=case, assignee=active_user(value))
 
 
 def _edit_team(request: HttpRequest, case: Case, value: str) -> None:
@@ -434,16 +442,16 @@ def _header_response(
     request: HttpRequest, case: Case, error: str = "", field: str = ""
 ) -> HttpResponse:
     """The header again; after a change, the timeline and tasks too (out of band)."""
-    case = _case_queryset(request.user).get(pk=case.pk)
-    header = _header_context(request, case, error=error, field=field)
+    case = case_queryset(request.user).get(pk=case.pk)
+    header = header_context(request, case, error=error, field=field)
     context = {
         "case": case,
         **header,
         "oob": not error,
         **(
             {
-                **_timeline_context(request, case),
-                **_tasks_context(case, members=header["members"]),
+                **timeline_context(request, case),
+                **tasks_context(case, members=header["members"]),
             }
             if not error
             else {}
@@ -455,7 +463,7 @@ def _header_response(
 @login_required
 @require_POST
 def edit_field(request: HttpRequest, number: str, field: str) -> HttpResponse:
-    case = _case_or_404(request, number)
+    case = case_or_404(request, number)
     editor = FIELD_EDITORS.get(field)
     if editor is None:
         raise Http404("No such field.")
@@ -472,7 +480,7 @@ def edit_field(request: HttpRequest, number: str, field: str) -> HttpResponse:
 @login_required
 @require_POST
 def assign_to_me(request: HttpRequest, number: str) -> HttpResponse:
-    case = _case_or_404(request, number)
+    case = case_or_404(request, number)
     error = ""
     try:
         services.case_assign(actor=request.user, case=case, assignee=request.user)
@@ -501,7 +509,7 @@ def _refused(request: HttpRequest, case: Case, slot: str, error: str) -> HttpRes
 @login_required
 @require_POST
 def add_note(request: HttpRequest, number: str) -> HttpResponse:
-    case = _case_or_404(request, number)
+    case = case_or_404(request, number)
     try:
         services.case_add_note(actor=request.user, case=case, body=request.POST.get("body", ""))
     except REFUSALS as exc:
@@ -512,7 +520,7 @@ def add_note(request: HttpRequest, number: str) -> HttpResponse:
         lambda: _render(
             request,
             "cases/workspace/notes_response.html",
-            {"case": case, **_notes_context(case), **_timeline_context(request, case)},
+            {"case": case, **notes_context(case), **timeline_context(request, case)},
         ),
         None,
     )
@@ -546,21 +554,21 @@ def _checklist_lines(raw: str) -> list[str]:
 
 
 def _tasks_response(request: HttpRequest, case: Case) -> HttpResponse:
-    context = {"case": case, **_tasks_context(case), **_timeline_context(request, case)}
+    context = {"case": case, **tasks_context(case), **timeline_context(request, case)}
     return _render(request, "cases/workspace/tasks_response.html", context)
 
 
 @login_required
 @require_POST
 def add_task(request: HttpRequest, number: str) -> HttpResponse:
-    case = _case_or_404(request, number)
+    case = case_or_404(request, number)
     try:
         with transaction.atomic():
             services.task_create(
                 actor=request.user,
                 case=case,
                 subject=request.POST.get("subject", "")[:300],
-                assignee=_active_user(request.POST.get("assignee", "")),
+                assignee=active_user(request.POST.get("assignee", "")),
                 due_at=_due_at(request, request.POST.get("due_at", "")),
                 checklist=_checklist_lines(request.POST.get("checklist", "")),
             )
@@ -586,7 +594,7 @@ def _one_task_response(
         "t": _task_view(fresh),
         "task_error": error,
         "oob_timeline": not error,
-        **(_timeline_context(request, case) if not error else {}),
+        **(timeline_context(request, case) if not error else {}),
     }
     return _render(request, "cases/workspace/task_response.html", context)
 
@@ -594,7 +602,7 @@ def _one_task_response(
 @login_required
 @require_POST
 def change_task_status(request: HttpRequest, number: str, task_id: int) -> HttpResponse:
-    case = _case_or_404(request, number)
+    case = case_or_404(request, number)
     task = _task_or_404(case, task_id)
     error = ""
     try:
@@ -615,7 +623,7 @@ def tick_checklist_item(
 ) -> HttpResponse:
     """Tick or untick one item. The service replaces the whole list, so the task is locked
     while the list is read and written: two agents ticking at once both count."""
-    case = _case_or_404(request, number)
+    case = case_or_404(request, number)
     done = request.POST.get("done") in {"1", "on", "true"}
     with transaction.atomic():
         task = _task_or_404(case, task_id, lock=True)
@@ -635,7 +643,7 @@ def tick_checklist_item(
 @login_required
 @require_POST
 def add_checklist_item(request: HttpRequest, number: str, task_id: int) -> HttpResponse:
-    case = _case_or_404(request, number)
+    case = case_or_404(request, number)
     text = request.POST.get("text", "").strip()
     error = ""
     with transaction.atomic():
@@ -657,7 +665,7 @@ def add_checklist_item(request: HttpRequest, number: str, task_id: int) -> HttpR
 # --- message bodies and attachments ------------------------------------------------------------
 
 
-def _case_message_or_404(case: Case, message_id: int) -> CaseMessage:
+def case_message_or_404(case: Case, message_id: int) -> CaseMessage:
     link = selectors.case_messages(case=case).filter(message_id=message_id).first()
     if link is None:
         raise Http404("No such message in this case.")
@@ -689,8 +697,8 @@ def _with_policy(response: HttpResponseBase, policy: dict[str, list]) -> HttpRes
 @require_GET
 @xframe_options_sameorigin
 def message_body(request: HttpRequest, number: str, message_id: int) -> HttpResponseBase:
-    case = _case_or_404(request, number)
-    message = _case_message_or_404(case, message_id).message
+    case = case_or_404(request, number)
+    message = case_message_or_404(case, message_id).message
     remote_images = request.GET.get("images") == "1"
     inline = _inline_attachments(message)
 
@@ -725,7 +733,7 @@ def _safe_filename(name: str) -> str:
 def _serve_attachment(
     request: HttpRequest, number: str, message_id: int, attachment_id: int, *, inline: bool
 ) -> HttpResponseBase:
-    case = _case_or_404(request, number)
+    case = case_or_404(request, number)
     attachment = (
         Attachment.objects.filter(
             pk=attachment_id, message_id=message_id, message__case_link__case=case

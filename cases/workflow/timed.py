@@ -62,16 +62,18 @@ def workflow_run_timed(*, now: datetime | None = None, batch: int = BATCH) -> Sw
     rules = active_rules()
     swept = Swept()
     for rule in rules.timed:
+        if swept.events >= batch:
+            swept.more = True  # rules not looked at yet wait for the next call
+            return swept
         ids, more = _time_events(rule, now=now, limit=batch - swept.events)
         swept.events += _process(ids)
         swept.more |= more
-        if swept.events >= batch:
-            swept.more = True
-            return swept
-    if rules.wants(RuleTrigger.TASK_OVERDUE):
+    if rules.wants(RuleTrigger.TASK_OVERDUE) and swept.events < batch:
         ids, more = _overdue_events(rules, now=now, limit=batch - swept.events)
         swept.events += _process(ids)
         swept.more |= more
+    elif rules.wants(RuleTrigger.TASK_OVERDUE):
+        swept.more = True
     return swept
 
 

@@ -920,7 +920,7 @@ def test_an_invalid_task_transition_is_shown_on_the_status_field(as_admin, team)
     response = as_admin.post(url, posted_back(page, status="new"))
 
     # then
-    assert form_errors(response)["status"] == ["A in progress task cannot become new."]
+    assert form_errors(response)["status"] == ["An in progress task cannot become new."]
     assert Task.objects.get(pk=task.pk).status == "in_progress"
 
 
