@@ -153,7 +153,7 @@ if REDIS_URL:
             # "Timeout reading" and dropped the consumer. A longer timeout keeps dead
             # connections detectable.
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
                 "prefix": "crm:channels",
             },
         }

@@ -136,6 +136,9 @@ def _uvicorn(project_root: str, *, tls: list[str] = (), ca_file: str = ""):
             "--host=127.0.0.1",
             f"--port={port}",
             "--log-level=warning",
+            # Live pages hold WebSockets open: as in the Procfile, shutdown does not wait for
+            # them longer than this.
+            "--timeout-graceful-shutdown=5",
             *tls,
         ],
         cwd=project_root,

@@ -91,8 +91,9 @@ def test_the_keyboard_moves_a_card_through_its_status_menu(page, asgi_server, ag
     expect(page.get_by_label("Status of “Send the credit note”")).to_be_focused()
     expect(page.get_by_label("Status of “Send the credit note”")).to_have_value("in_progress")
     page.keyboard.press("ArrowDown")  # In progress -> Resolved
+    expect(page.locator("#board-status")).to_have_text("“Send the credit note” is now Resolved.")
     expect(column(page, "resolved").locator(f"#board-task-{task.pk}")).to_be_visible()
-    page.reload()
+    page.reload()  # after the answer: the saved status, not the one on its way
     expect(column(page, "resolved").locator(f"#board-task-{task.pk}")).to_be_visible()
     assert Task.objects.get(pk=task.pk).status == TaskStatus.RESOLVED
 
