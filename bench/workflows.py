@@ -95,28 +95,11 @@ SELECT id, 'awaiting_customer', first_response_at, NULL FROM cases_case WHERE id
 
 
 def _make_rule(name: str, *, trigger: str, conditions=(), actions=(), **fields):  # noqa: ANN001, ANN202
-    """A rule with its rows, validated as admin validates them (the same as the tests'
-    `make_rule`); the processes' snapshot is refreshed."""
-    from cases.models import RuleAction, RuleCondition, WorkflowRule
-    from cases.workflow.actions import action_problems
-    from cases.workflow.compiled import rules_changed
-    from cases.workflow.fields import compile_condition
+    from cases.workflow.rules import workflow_rule_create
 
-    rule = WorkflowRule.objects.create(name=name, trigger=trigger, **fields)
-    for position, (field, operator, value, *group) in enumerate(conditions):
-        compile_condition(field_key=field, operator=operator, value=value)
-        RuleCondition.objects.create(
-            rule=rule, field=field, operator=operator, value=value,
-            group=group[0] if group else "all", position=position,
-        )  # fmt: skip
-    for position, columns in enumerate(actions):
-        action = RuleAction(rule=rule, position=position, **columns)
-        problems = action_problems(action)
-        if problems:
-            raise ValueError(f"{name}: {problems}")
-        action.save()
-    rules_changed()
-    return rule
+    return workflow_rule_create(
+        name=name, trigger=trigger, conditions=conditions, actions=actions, **fields
+    )
 
 
 # --- case creation -----------------------------------------------------------------------------

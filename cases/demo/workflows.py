@@ -7,8 +7,8 @@ from __future__ import annotations
 from django.db import transaction
 
 from cases.choices import ActionKind, RuleTrigger, TimeAnchor
-from cases.models import RuleAction, RuleCondition, TaskTemplate, WorkflowRule
-from cases.workflow.compiled import rules_changed
+from cases.models import TaskTemplate, WorkflowRule
+from cases.workflow.rules import workflow_rule_create
 
 
 @transaction.atomic
@@ -48,16 +48,14 @@ def demo_rules_create() -> int:
         order=30,
         actions=[(ActionKind.NOTIFY_WATCHERS, {"subject": "SLA breached ({{ case.priority }})"})],
     )
-    rules_changed()
     return 3
 
 
 def _rule(name: str, trigger: str, *, conditions=(), actions=(), **fields) -> WorkflowRule:  # noqa: ANN001
-    rule = WorkflowRule.objects.create(name=name, trigger=trigger, **fields)
-    for position, (field, operator, value) in enumerate(conditions):
-        RuleCondition.objects.create(
-            rule=rule, field=field, operator=operator, value=value, position=position
-        )
-    for position, (kind, columns) in enumerate(actions):
-        RuleAction.objects.create(rule=rule, kind=kind, position=position, **columns)
-    return rule
+    return workflow_rule_create(
+        name=name,
+        trigger=trigger,
+        conditions=conditions,
+        actions=[{"kind": kind, **columns} for kind, columns in actions],
+        **fields,
+    )

@@ -86,33 +86,11 @@ class TaskFactory(factory.django.DjangoModelFactory):
         return services.task_create(**kwargs)
 
 
-def make_rule(
-    name: str,
-    *,
-    trigger: str,
-    conditions: list[tuple[str, str, str] | tuple[str, str, str, str]] = (),
-    actions: list[dict] = (),
-    **fields,
-):
-    """A workflow rule with its rows, as admin saves it: every row is validated first (the
-    same checks as the admin form), and the processes' rule snapshot is refreshed.
-    A condition is (field, operator, value[, group]); an action is RuleAction's columns."""
-    from cases.models import RuleAction, RuleCondition, WorkflowRule
-    from cases.workflow.actions import action_problems
-    from cases.workflow.compiled import rules_changed
-    from cases.workflow.fields import compile_condition
+def make_rule(name: str, *, trigger: str, conditions=(), actions=(), **fields):
+    """A workflow rule with its rows, validated as admin validates them (see
+    `workflow_rule_create`). A condition is (field, operator, value[, group])."""
+    from cases.workflow.rules import workflow_rule_create
 
-    rule = WorkflowRule.objects.create(name=name, trigger=trigger, **fields)
-    for position, (field, operator, value, *group) in enumerate(conditions):
-        compile_condition(field_key=field, operator=operator, value=value)
-        RuleCondition.objects.create(
-            rule=rule, field=field, operator=operator, value=value,
-            group=group[0] if group else "all", position=position,
-        )  # fmt: skip
-    for position, columns in enumerate(actions):
-        action = RuleAction(rule=rule, position=position, **columns)
-        problems = action_problems(action)
-        assert not problems, problems
-        action.save()
-    rules_changed()
-    return rule
+    return workflow_rule_create(
+        name=name, trigger=trigger, conditions=conditions, actions=actions, **fields
+    )
