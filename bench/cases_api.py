@@ -27,7 +27,7 @@ CASES = int(os.environ.get("BENCH_CASES", "1000000"))
 PORT = 8972
 SAMPLES = 60
 DEEP_PAGES = 200
-MARKER = f"bench-data complete: {CASES} cases"
+MARKER = f"bench-data complete: {CASES} cases with SLA"
 TARGETS_MS = {"list": 50, "deep page": 50, "search": 150, "analytics": 500}
 
 

@@ -55,6 +55,21 @@ def manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
+def in_django(env: dict[str, str], code: str) -> str:
+    """Run `code` in a fresh Python with Django set up on `env`'s settings; its stdout."""
+    return subprocess.run(
+        [str(VENV_BIN / "python"), "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+
+
+def in_django_value(env: dict[str, str], code: str) -> object:
+    """The value of the expression `code` (a dict or list of plain values) computed by
+    `in_django`, passed back through its repr."""
+    output = in_django(env, f"print(repr({code}))")
+    return eval(output.strip().splitlines()[-1])  # noqa: S307 - our own repr of plain values
+
+
 def start_uvicorn(env: dict[str, str], port: int, workers: int) -> subprocess.Popen:
     process = subprocess.Popen(
         [

@@ -14,12 +14,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import (  # noqa: E402
+    airtable_export,
     api_list,
     cases_api,
     intake,
     live,
     mail_api,
     mail_sync,
+    recipient_stats,
     sla,
     smtp_intake,
     web_pages,
@@ -28,12 +30,14 @@ from bench import (  # noqa: E402
 )
 
 BENCHMARKS = {
+    "airtable_export": airtable_export.run,
     "api_list": api_list.run,
     "cases_api": cases_api.run,
     "mail_api": mail_api.run,
     "mail_sync": mail_sync.run,
     "intake": intake.run,
     "live": live.run,
+    "recipient_stats": recipient_stats.run,
     "sla": sla.run,
     "smtp_intake": smtp_intake.run,
     "web_pages": web_pages.run,

@@ -56,7 +56,11 @@ for sender, subject, html in mails:
     inbound_deliver(inbound_id=inbound.pk)
 client = Client()
 from django.db.models import Count
-agent = User.objects.annotate(n=Count("assigned_tasks")).order_by("-n", "pk").first()
+# A team lead, so the reports show too; the one with the most tasks, so every page is full.
+agent = (
+    User.objects.filter(memberships__is_lead=True)
+    .annotate(n=Count("assigned_tasks")).order_by("-n", "pk").first()
+)
 client.force_login(agent)
 name = settings.SESSION_COOKIE_NAME
 print(json.dumps({"cookie": client.cookies[name].value, "name": name}))
@@ -109,11 +113,15 @@ def main() -> None:
             )
             page = context.new_page()
             shots = {
+                "dashboard": "/dashboard/",
                 "queue": "/cases/?view=team",
                 "search": "/cases/?q=invoice",
                 "workspace": f"/cases/{number}/",
                 "customers": "/customers/",
                 "tasks": "/tasks/",
+                "board": "/tasks/board",
+                "organizations": "/organizations/",
+                "reports": "/reports/",
                 "profile": "/profile/",
             }
             for name, path in shots.items():
@@ -126,6 +134,14 @@ def main() -> None:
             page.keyboard.press("?")
             page.screenshot(path=str(OUT / "shortcuts.png"))
             print("docs/screenshots/shortcuts.png")
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+            phone.add_cookies([{"name": session["name"], "value": session["cookie"], "url": base}])
+            small = phone.new_page()
+            for name, path in {"phone-queue": "/cases/", "phone-case": f"/cases/{number}/"}.items():
+                small.goto(base + path)
+                small.wait_for_load_state("networkidle")
+                small.screenshot(path=str(OUT / f"{name}.png"))
+                print(f"docs/screenshots/{name}.png")
             browser.close()
     finally:
         server.terminate()

@@ -18,12 +18,18 @@ German holidays.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
 import psycopg
 
-from bench.common import PG, ROOT, VENV_BIN, bench_env, machine, manage, write_section
+from bench.common import (
+    PG,
+    bench_env,
+    in_django,
+    machine,
+    manage,
+    write_section,
+)
 
 DATABASE = "crm_bench_sla"
 CASES = int(os.environ.get("BENCH_SLA_CASES", "100000"))
@@ -166,17 +172,10 @@ def run() -> None:
     env = bench_env(DATABASE)
     manage(env, "migrate", "--noinput")
     manage(env, "seed_demo")
-    _in_django(env, f"from bench.sla import prepare; prepare({CASES})")
-    output = _in_django(env, "from bench.sla import measure; print(repr(measure()))")
+    in_django(env, f"from bench.sla import prepare; prepare({CASES})")
+    output = in_django(env, "from bench.sla import measure; print(repr(measure()))")
     figures = eval(output.strip().splitlines()[-1])  # noqa: S307 - our own repr of a dict
     _report(figures)
-
-
-def _in_django(env: dict[str, str], code: str) -> str:
-    return subprocess.run(
-        [str(VENV_BIN / "python"), "-c", f"import django; django.setup(); {code}"],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
 
 
 def _report(f: dict[str, float]) -> None:

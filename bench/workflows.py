@@ -27,12 +27,19 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import time
 
 import psycopg
 
-from bench.common import PG, ROOT, VENV_BIN, bench_env, machine, manage, write_section
+from bench.common import (
+    PG,
+    bench_env,
+    in_django,
+    in_django_value,
+    machine,
+    manage,
+    write_section,
+)
 
 DATABASE = "crm_bench_wf"
 REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -414,18 +421,6 @@ def _profile(now) -> dict[str, object]:  # noqa: ANN001
 # --- running and reporting ------------------------------------------------------------------------
 
 
-def _in_django(env: dict[str, str], code: str) -> str:
-    return subprocess.run(
-        [str(VENV_BIN / "python"), "-c", f"import django; django.setup(); {code}"],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-
-
-def _result(env: dict[str, str], code: str) -> dict:
-    output = _in_django(env, f"print(repr({code}))")
-    return eval(output.strip().splitlines()[-1])  # noqa: S307 - our own repr of a dict
-
-
 def collect() -> dict[str, object]:
     """Build the database and take every figure (docs/benchmarks.md is not touched)."""
     _fresh_database()
@@ -433,12 +428,12 @@ def collect() -> dict[str, object]:
     manage(env, "migrate", "--noinput")
     manage(env, "seed_demo")
     started = time.perf_counter()
-    _in_django(env, f"from bench.workflows import prepare; prepare({CASES})")
+    in_django(env, f"from bench.workflows import prepare; prepare({CASES})")
     prepared = time.perf_counter() - started
     module = "__import__('bench.workflows').workflows"
-    creation = _result(env, f"{module}.measure_creation({CREATES})")
-    timed = _result(env, f"{module}.measure_timed()")
-    later = _result(env, f"{module}.measure_creation_later({LATER_CREATES})")
+    creation = in_django_value(env, f"{module}.measure_creation({CREATES})")
+    timed = in_django_value(env, f"{module}.measure_timed()")
+    later = in_django_value(env, f"{module}.measure_creation_later({LATER_CREATES})")
     return {"prepared_seconds": prepared, "creation": creation, "timed": timed, "later": later}
 
 

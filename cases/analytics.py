@@ -21,7 +21,7 @@ Conventions every figure follows:
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Collection, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -38,7 +38,7 @@ from django.db.models import (
     QuerySet,
     Window,
 )
-from django.db.models.functions import Ceil, Floor, RowNumber, TruncDay, TruncWeek
+from django.db.models.functions import Ceil, Floor, RowNumber, TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 
 from cases.choices import OPEN_CASE_STATUSES, CaseType, Channel, Priority, TimelineKind
@@ -53,8 +53,22 @@ PERCENTILES = (0.5, 0.9)
 
 
 class TrendGrouping(models.TextChoices):
+    """The API's trend buckets."""
+
     DAY = "day", "Day"
     WEEK = "week", "Week"
+
+
+class Interval(models.TextChoices):
+    """Trend buckets the selectors can count in: the API's (`TrendGrouping`) and calendar
+    months, which the web reports offer for long periods (a year by day is 366 points)."""
+
+    DAY = "day", "Day"
+    WEEK = "week", "Week"
+    MONTH = "month", "Month"
+
+
+TRUNCATE = {Interval.DAY: TruncDay, Interval.WEEK: TruncWeek, Interval.MONTH: TruncMonth}
 
 
 class PerformanceGrouping(models.TextChoices):
@@ -63,6 +77,16 @@ class PerformanceGrouping(models.TextChoices):
     PRIORITY = "priority", "Priority"
     TYPE = "type", "Type"
     CHANNEL = "channel", "Channel"
+    ORGANIZATION = "organization", "Organization"
+
+
+class VolumeGrouping(models.TextChoices):
+    """What the volume report breaks cases down by (a subset of `PerformanceGrouping`)."""
+
+    CHANNEL = "channel", "Channel"
+    TYPE = "type", "Type"
+    TEAM = "team", "Team"
+    ORGANIZATION = "organization", "Organization"
 
 
 @dataclass(frozen=True)
@@ -80,6 +104,41 @@ class Period:
 
     def contains(self, field_name: str) -> Q:
         return Q(**{f"{field_name}__gte": self.start, f"{field_name}__lt": self.end})
+
+
+class PeriodError(ValueError):
+    """A period no report can be made for; the message says why, in words for people."""
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def period_between(
+    *, start: datetime | None = None, end: datetime | None = None, now: datetime | None = None
+) -> Period:
+    """The period `[start, end)` every analytics entry point (API, web reports) accepts.
+
+    Missing bounds take the defaults (`end`: the end of today, UTC; `start`: 30 days before
+    `end`). Raises `PeriodError` unless `start` is before `end` and the period spans at most
+    `MAX_PERIOD_DAYS` days: longer ones would mean more day buckets than a chart or a
+    response should carry. (Each entry point keeps its dates between `EARLIEST` and
+    `LATEST` as it parses them.)
+    """
+    if end is None:
+        end = Period.default(now=now).end
+    if start is None:
+        start = end - timedelta(days=DEFAULT_PERIOD_DAYS)
+    if start >= end:
+        raise PeriodError(
+            f"The start ({start.isoformat()}) must be earlier than the end ({end.isoformat()})."
+        )
+    if end - start > timedelta(days=MAX_PERIOD_DAYS):
+        raise PeriodError(
+            f"The period from {start.isoformat()} to {end.isoformat()} is longer than "
+            f"{MAX_PERIOD_DAYS} days; choose a shorter one."
+        )
+    return Period(start=start, end=end)
 
 
 @dataclass
@@ -140,12 +199,17 @@ def _day_start(moment: datetime) -> datetime:
     return datetime.combine(moment.astimezone(UTC).date(), time.min, tzinfo=UTC)
 
 
-def _visible(*, user: User, team_id: int | None) -> QuerySet[Case]:
-    """The caller's cases (optionally one team's), merged duplicates left out, unordered so
-    that grouping is by the asked-for columns only."""
+def visible_cases(
+    *, user: User, team_id: int | None = None, team_ids: Collection[int] | None = None
+) -> QuerySet[Case]:
+    """The caller's cases (optionally one team's, or only those of `team_ids`: the teams a
+    lead's reports cover), merged duplicates left out, unordered so that grouping is by the
+    asked-for columns only."""
     cases = case_list(user=user).filter(merged_into__isnull=True)
     if team_id is not None:
         cases = cases.filter(team_id=team_id)
+    if team_ids is not None:
+        cases = cases.filter(team_id__in=sorted(team_ids))
     return cases.order_by()
 
 
@@ -159,7 +223,7 @@ def dashboard(
     week = today - timedelta(days=today.weekday())
     tomorrow = today + timedelta(days=1)
     is_open = Q(status__in=OPEN_CASE_STATUSES)
-    cases = _visible(user=user, team_id=team_id)
+    cases = visible_cases(user=user, team_id=team_id)
     windows = {
         "today": Period(today, tomorrow),
         "week": Period(week, tomorrow),
@@ -212,34 +276,47 @@ def dashboard(
 
 
 def trend_bucket_starts(*, period: Period, group_by: str) -> list[date]:
-    """The UTC dates on which the day or week buckets covering `period` start (the first and
-    last may be cut by the period's bounds)."""
-    step = timedelta(days=7 if group_by == TrendGrouping.WEEK else 1)
+    """The UTC dates on which the day, week or month buckets covering `period` start (the
+    first and last may be cut by the period's bounds)."""
     first = period.start.astimezone(UTC).date()
-    if group_by == TrendGrouping.WEEK:
+    if group_by == Interval.WEEK:
         first -= timedelta(days=first.weekday())
+    elif group_by == Interval.MONTH:
+        first = first.replace(day=1)
     starts = []
     current = first
     while datetime.combine(current, time.min, tzinfo=UTC) < period.end:
         starts.append(current)
-        current += step
+        current = next_bucket_start(current, group_by)
     return starts
 
 
+def next_bucket_start(start: date, group_by: str) -> date:
+    """Where the day, week or month bucket after the one starting on `start` starts."""
+    if group_by == Interval.MONTH:
+        return date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    return start + timedelta(days=7 if group_by == Interval.WEEK else 1)
+
+
 def trends(
-    *, user: User, period: Period, group_by: str, team_id: int | None = None
+    *,
+    user: User,
+    period: Period,
+    group_by: str,
+    team_id: int | None = None,
+    team_ids: Collection[int] | None = None,
 ) -> list[TrendBucket]:
-    """Cases created and resolved per day or week, and the backlog (cases open) at the end of
-    each bucket. Three queries.
+    """Cases created and resolved per day, week or month, and the backlog (cases open) at the
+    end of each bucket. Three queries.
 
     Backlog at the end of a bucket is "created before then minus resolved before then": one
     count gives the backlog when the period starts, two grouped counts give the per-bucket
     figures, and Python keeps the running sum over the buckets (never over cases).
     """
-    if group_by not in TrendGrouping.values:
+    if group_by not in Interval.values:
         raise ValueError(f"Cannot group trends by {group_by!r}.")
-    trunc = TruncDay if group_by == TrendGrouping.DAY else TruncWeek
-    cases = _visible(user=user, team_id=team_id)
+    trunc = TRUNCATE[group_by]
+    cases = visible_cases(user=user, team_id=team_id, team_ids=team_ids)
     # Open when the period starts: created before it and not resolved before it. (A case is
     # never resolved before it was created, so this equals created-before minus
     # resolved-before, but reads only the open and recently resolved cases through the
@@ -284,6 +361,7 @@ _GROUP_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
     PerformanceGrouping.PRIORITY: ("priority", ()),
     PerformanceGrouping.TYPE: ("type", ()),
     PerformanceGrouping.CHANNEL: ("channel", ()),
+    PerformanceGrouping.ORGANIZATION: ("organization_id", ("organization__name",)),
 }
 _CHOICES: dict[str, type[models.TextChoices]] = {
     PerformanceGrouping.PRIORITY: Priority,
@@ -301,9 +379,15 @@ def _resolution_time() -> Any:
 
 
 def performance(
-    *, user: User, period: Period, group_by: str, team_id: int | None = None
+    *,
+    user: User,
+    period: Period,
+    group_by: str,
+    team_id: int | None = None,
+    team_ids: Collection[int] | None = None,
 ) -> list[PerformanceRow]:
-    """Per agent, team, priority, type or channel: how fast and how well cases were handled.
+    """Per agent, team, priority, type, channel or organization: how fast and how well cases
+    were handled.
 
     Each figure looks at the cases whose own event fell in `period`:
 
@@ -315,7 +399,8 @@ def performance(
     - `reopened` / `reopen_rate`: how many of the handled cases were ever reopened (a
       `status_changed` timeline event with `data.reopened`), as a share of `handled`.
 
-    Agents are the cases' current assignees; `key` None is "unassigned". Percentiles are
+    Agents are the cases' current assignees; `key` None is "unassigned" (for organizations:
+    cases of no organization). Percentiles are
     `percentile_cont` on PostgreSQL (one query in all) and `_window_percentiles` on SQLite
     (three queries in all); both give the same, exact, linearly interpolated values.
     """
@@ -345,7 +430,7 @@ def performance(
                 figures[f"{name}_{_suffix(fraction)}"] = PercentileCont(
                     duration(), fraction=fraction, filter=condition, output_field=DurationField()
                 )
-    cases = _visible(user=user, team_id=team_id).filter(
+    cases = visible_cases(user=user, team_id=team_id, team_ids=team_ids).filter(
         period.contains("created_at") | responded | resolved
     )
     rows = list(cases.values(key, *label_columns).annotate(**figures))
@@ -376,6 +461,47 @@ def performance(
     return sorted(result, key=lambda row: _sort_key(group_by, row))
 
 
+@dataclass
+class VolumeRow:
+    key: int | str | None
+    label: str
+    created: int
+    resolved: int
+
+
+def volume(
+    *,
+    user: User,
+    period: Period,
+    group_by: str,
+    team_id: int | None = None,
+    team_ids: Collection[int] | None = None,
+) -> list[VolumeRow]:
+    """Cases created and cases resolved in `period` per channel, type, team or organization
+    (`key` None: no organization). One query; lighter than `performance`, which times every
+    case too."""
+    if group_by not in VolumeGrouping.values:
+        raise ValueError(f"Cannot group volume by {group_by!r}.")
+    key, label_columns = _GROUP_COLUMNS[group_by]
+    created, resolved = period.contains("created_at"), period.contains("resolved_at")
+    rows = (
+        visible_cases(user=user, team_id=team_id, team_ids=team_ids)
+        .filter(created | resolved)
+        .values(key, *label_columns)
+        .annotate(created=Count("pk", filter=created), resolved=Count("pk", filter=resolved))
+    )
+    result = [
+        VolumeRow(
+            key=row[key],
+            label=_label(group_by, row),
+            created=row["created"],
+            resolved=row["resolved"],
+        )
+        for row in rows
+    ]
+    return sorted(result, key=lambda row: _sort_key(group_by, row))
+
+
 def _suffix(fraction: float) -> str:
     return "median" if fraction == 0.5 else f"p{round(fraction * 100)}"
 
@@ -392,12 +518,14 @@ def _label(group_by: str, row: dict[str, Any]) -> str:
         return name or row["assignee__email"]
     if group_by == PerformanceGrouping.TEAM:
         return row["team__name"]
+    if group_by == PerformanceGrouping.ORGANIZATION:
+        return row["organization__name"] or "No organization"
     value = row[_GROUP_COLUMNS[group_by][0]]
     choices = _CHOICES[group_by]
     return str(choices(value).label) if value in choices.values else value
 
 
-def _sort_key(group_by: str, row: PerformanceRow) -> tuple[Any, ...]:
+def _sort_key(group_by: str, row: PerformanceRow | VolumeRow) -> tuple[Any, ...]:
     """Choices in their declared order (low before urgent), names alphabetically, the
     unassigned last."""
     if group_by in _CHOICES:

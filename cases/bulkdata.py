@@ -19,8 +19,16 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from cases.choices import CaseStatus, CaseType, Channel, Priority, Sentiment, TimelineKind
-from cases.models import Case, CaseStatusPeriod, Customer, TimelineEvent
+from cases.choices import (
+    CaseStatus,
+    CaseType,
+    Channel,
+    Priority,
+    Sentiment,
+    SlaState,
+    TimelineKind,
+)
+from cases.models import Case, CaseStatusPeriod, Customer, SlaPolicy, TimelineEvent
 from cases.services.cases import format_case_number
 from crm.models import TeamMembership
 
@@ -102,7 +110,23 @@ CASE_COLUMNS = [
     "updated_by_id",
     "created_at",
     "updated_at",
+    "sla_policy_id",
+    "sla_first_response_due",
+    "sla_first_response_state",
+    "sla_first_response_risk_at",
+    "sla_resolution_due",
+    "sla_resolution_state",
+    "sla_resolution_risk_at",
+    "sla_due",
 ]
+# Calendar-time targets per priority (first response, resolution), like a typical policy's.
+SLA_TARGETS = {
+    Priority.URGENT: (timedelta(hours=1), timedelta(hours=8)),
+    Priority.HIGH: (timedelta(hours=4), timedelta(days=1)),
+    Priority.NORMAL: (timedelta(hours=8), timedelta(days=3)),
+    Priority.LOW: (timedelta(days=1), timedelta(days=7)),
+}
+RISK_SHARE = 0.25  # a target turns at risk when a quarter of its time is left
 EVENT_COLUMNS = ["case_id", "kind", "actor_id", "summary", "data", "created_at"]
 PERIOD_COLUMNS = ["case_id", "status", "started_at", "ended_at"]
 
@@ -113,6 +137,7 @@ class Population:
 
     members: dict[int, list[int]]
     customers: list[tuple[int, int | None]]
+    sla_policy: int | None = None
 
     @classmethod
     def load(cls) -> Population:
@@ -122,7 +147,8 @@ class Population:
         customers = list(Customer.objects.values_list("pk", "organization_id"))
         if not members or not customers:
             raise ValueError("Seed teams, agents and customers first (seed_demo without --cases).")
-        return cls(members=members, customers=customers)
+        policy = SlaPolicy.objects.filter(is_default=True).values_list("pk", flat=True).first()
+        return cls(members=members, customers=customers, sla_policy=policy)
 
 
 def _rows(
@@ -150,6 +176,8 @@ def _rows(
         updated = min(now, closed or resolved or first_response or created)
         number = format_case_number(pk)
         title = f"{rng.choice(SUBJECTS)} {rng.choice(PROBLEMS)}"
+        priority = rng.choices(priorities, priority_w)[0]
+        sla = _sla_columns(population.sla_policy, priority, created, first_response, resolved, now)
         case = (
             pk,
             number,
@@ -157,7 +185,7 @@ def _rows(
             rng.choice(DETAILS),
             rng.choice(CaseType.values),
             status,
-            rng.choices(priorities, priority_w)[0],
+            priority,
             rng.choice(Sentiment.values),
             rng.choice(Channel.values),
             team,
@@ -171,6 +199,7 @@ def _rows(
             assignee,
             created,
             updated,
+            *sla,
         )
         events = [(pk, TimelineKind.CREATED, None, f"Case {number} created", "{}", created)]
         if assignee is not None:
@@ -199,6 +228,41 @@ def _rows(
         if status != CaseStatus.NEW:
             periods.append((pk, status, updated, None))
         yield case, events, periods
+
+
+def _sla_columns(
+    policy: int | None,
+    priority: str,
+    created: datetime,
+    first_response: datetime | None,
+    resolved: datetime | None,
+    now: datetime,
+) -> tuple:
+    """The SLA columns the clock would have left: due times, states, risk times, `sla_due`."""
+    if policy is None:
+        return (None, None, "", None, None, "", None, None)
+    response_target, resolution_target = SLA_TARGETS[priority]
+    response = _target(created, response_target, first_response or resolved, now)
+    resolution = _target(created, resolution_target, resolved, now)
+    running = [due for due, state, _ in (response, resolution) if state in RUNNING]
+    return (policy, *response, *resolution, min(running, default=None))
+
+
+RUNNING = (SlaState.ON_TRACK, SlaState.AT_RISK)
+
+
+def _target(
+    created: datetime, span: timedelta, done: datetime | None, now: datetime
+) -> tuple[datetime, str, datetime | None]:
+    due = created + span
+    risk_at = due - span * RISK_SHARE
+    if done is not None:
+        return due, SlaState.MET if done <= due else SlaState.BREACHED, None
+    if now > due:
+        return due, SlaState.BREACHED, None
+    if now >= risk_at:
+        return due, SlaState.AT_RISK, None
+    return due, SlaState.ON_TRACK, risk_at
 
 
 def _status_for_age(days: int, rng: random.Random) -> str:

@@ -954,8 +954,14 @@ class ReplyDraft(models.Model):
         return f"{self.get_mode_display()} draft on {self.case_id} by {self.agent_id}"
 
 
-# The workflow tables live in their own module (this one is long enough); importing them here
-# makes them the cases app's models.
+# The workflow tables and the Airtable export's live in their own modules (this one is long
+# enough); importing them here makes them the cases app's models.
+from cases.airtable.models import (  # noqa: E402, F401
+    AirtableExport,
+    AirtableExportColumn,
+    AirtableExportedRecord,
+    AirtableExportRun,
+)
 from cases.workflow.models import (  # noqa: E402, F401
     RuleAction,
     RuleCondition,

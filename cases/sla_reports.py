@@ -58,10 +58,16 @@ from django.db.models import (
     When,
     Window,
 )
-from django.db.models.functions import Coalesce, RowNumber, TruncDay, TruncWeek
+from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
-from cases.analytics import PercentileCont, Period, TrendGrouping, trend_bucket_starts
+from cases.analytics import (
+    TRUNCATE,
+    PercentileCont,
+    Period,
+    TrendGrouping,
+    trend_bucket_starts,
+)
 from cases.choices import (
     OPEN_CASE_STATUSES,
     IntakeOutcome,
@@ -447,9 +453,9 @@ def _row(group_by: str, row: dict[str, Any], tally: Tally) -> ComplianceRow:
 def sla_trends(
     *, cases: QuerySet[Case], period: Period, interval: str, now: datetime
 ) -> list[TrendBucket]:
-    """Targets met and breached per UTC day or week of `period`, all metrics together and
-    per metric. Three queries (one per metric)."""
-    trunc = TruncDay if interval == TrendGrouping.DAY else TruncWeek
+    """Targets met and breached per UTC day, week or month (`analytics.Interval`) of
+    `period`, all metrics together and per metric. Three queries (one per metric)."""
+    trunc = TRUNCATE[interval]
     per_metric: dict[str, dict[date, Tally]] = {}
     for metric, target in CASE_TARGETS.items():
         rows = (

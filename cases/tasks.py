@@ -124,3 +124,24 @@ def webhooks_sweep() -> None:
     from cases.workflow.webhooks import webhooks_deliver_due
 
     webhooks_deliver_due()
+
+
+# --- Airtable export (cases.airtable) ------------------------------------------------------------
+
+
+@shared_task(name="cases.tasks.airtable_export", ignore_result=True)
+def airtable_export(export_id: int, full: bool = False) -> None:
+    """Beat (every export's own schedule) or "Export now" in admin: one run of the export.
+    Not retried: a failed run is recorded with its reason and the next run resumes where it
+    stopped; a run already going for the export makes this one a no-op."""
+    import logging
+
+    from cases.airtable.services import AirtableExportBusy, airtable_export_run
+    from cases.models import AirtableExport
+
+    try:
+        airtable_export_run(config_id=export_id, full=full)
+    except AirtableExportBusy as exc:
+        logging.getLogger(__name__).info("%s", exc.message)
+    except AirtableExport.DoesNotExist:
+        return

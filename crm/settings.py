@@ -171,6 +171,30 @@ else:
 # processes (0 = never). Unset: 5 s with the in-memory channel layer, 0 with Redis.
 LIVE_POLL_SECONDS = env.float("LIVE_POLL_SECONDS", default=None)
 
+# Cached dashboard and report figures expire after this even when no change moved their
+# change numbers (cases.analytics_cache).
+ANALYTICS_CACHE_SECONDS = env.int("ANALYTICS_CACHE_SECONDS", default=3600)
+# Once a change moved them on, answer with the figures as they were and recompute them in a
+# background thread (off: the viewer waits for the recomputation).
+ANALYTICS_REFRESH_IN_BACKGROUND = env.bool("ANALYTICS_REFRESH_IN_BACKGROUND", default=True)
+
+# Airtable export (cases.airtable). The API's address (tests and the benchmark point it at
+# `airtablesim`). After a 429 Airtable refuses the base for 30 s; pyairtable's default retry
+# gives up after about 3 s, so ours waits this long. At most this many requests per second
+# per base across all processes, each turn counted until a window (plus the margin, slack for
+# Airtable's own clock) after its answer. Transient failures (dropped connections, 5xx, 429)
+# are retried this often per request, backing off from this factor (urllib3: 0, 2x, 4x, ... s).
+# A run's hold on its export lasts this long without renewal (renewed after every upsert).
+AIRTABLE_API_URL = env.str("AIRTABLE_API_URL", default="https://api.airtable.com")
+AIRTABLE_LOCKOUT_SECONDS = env.float("AIRTABLE_LOCKOUT_SECONDS", default=30.0)
+AIRTABLE_REQUESTS_PER_SECOND = env.int("AIRTABLE_REQUESTS_PER_SECOND", default=5)
+AIRTABLE_RATE_MARGIN_SECONDS = env.float("AIRTABLE_RATE_MARGIN_SECONDS", default=0.05)
+AIRTABLE_MAX_RETRIES = env.int("AIRTABLE_MAX_RETRIES", default=5)
+AIRTABLE_BACKOFF_SECONDS = env.float("AIRTABLE_BACKOFF_SECONDS", default=1.0)
+AIRTABLE_CONNECT_TIMEOUT_SECONDS = env.float("AIRTABLE_CONNECT_TIMEOUT_SECONDS", default=10.0)
+AIRTABLE_READ_TIMEOUT_SECONDS = env.float("AIRTABLE_READ_TIMEOUT_SECONDS", default=60.0)
+AIRTABLE_LEASE_SECONDS = env.float("AIRTABLE_LEASE_SECONDS", default=600.0)
+
 CELERY_QUEUE_DIR = VAR_DIR / "celery"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):

@@ -23,6 +23,7 @@ from mailsync.models import (
     MailOperation,
     Message,
     OutboundMessage,
+    RecipientStat,
     SmtpRelay,
     SyncRound,
 )
@@ -60,7 +61,7 @@ class MailboxAdmin(ScopedAdminMixin, admin.ModelAdmin):
     list_filter = ["kind", "sync_enabled", "team", "grant__reconnect_needed"]
     search_fields = ["address", "display_name"]
     list_select_related = ["team", "owner", "grant"]
-    actions = ["sync_now", "check_sign_in"]
+    actions = ["sync_now", "check_sign_in", "rebuild_recipient_stats"]
 
     def delete_model(self, request: HttpRequest, obj: Mailbox) -> None:
         services.mailbox_disconnect(mailbox=obj)
@@ -169,6 +170,23 @@ class MailboxAdmin(ScopedAdminMixin, admin.ModelAdmin):
             else:
                 self.message_user(request, f"{mailbox}: the sign-in works.", messages.SUCCESS)
 
+    @admin.action(description="Rebuild recipient statistics", permissions=["change"])
+    def rebuild_recipient_stats(self, request: HttpRequest, queryset: QuerySet[Mailbox]) -> None:
+        """From each selected mailbox's Sent Items, in the worker (a large mailbox takes a
+        while); the statistics keep their old figures until the rebuild commits."""
+        from mailsync.tasks import rebuild_recipient_stats
+
+        ids = list(queryset.order_by("pk").values_list("pk", flat=True))
+        for mailbox_id in ids:
+            transaction.on_commit(
+                lambda mailbox_id=mailbox_id: rebuild_recipient_stats.delay(mailbox_id)
+            )
+        self.message_user(
+            request,
+            f"Recipient statistics will be rebuilt for {len(ids)} mailbox(es).",
+            messages.SUCCESS,
+        )
+
 
 class GrantInline(admin.StackedInline):
     """The health of an agent's sign-in; only the agent can renew it (from their profile)."""
@@ -237,6 +255,33 @@ class SyncRoundAdmin(ScopedAdminMixin, admin.ModelAdmin):
         if sync_round.finished_at is None:
             return "running"
         return f"{(sync_round.finished_at - sync_round.started_at).total_seconds():.1f} s"
+
+
+@admin.register(RecipientStat)
+class RecipientStatAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """Who each mailbox sent mail to (read-only: kept from Sent Items; a mailbox's action
+    rebuilds them)."""
+
+    list_display = ["address", "domain", "mailbox", "to_count", "cc_count", "bcc_count",
+                    "total_count", "first_sent", "last_sent"]  # fmt: skip
+    list_filter = ["mailbox"]
+    search_fields = ["address", "domain"]
+    list_select_related = ["mailbox"]
+    ordering = ["address", "mailbox"]
+    show_full_result_count = False
+    readonly_fields = [f.name for f in RecipientStat._meta.concrete_fields]
+
+    def visible(self, request: HttpRequest) -> QuerySet[RecipientStat]:
+        return RecipientStat.objects.filter(mailbox__in=selectors.mailbox_list(user=request.user))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 @admin.register(InboundMessage)

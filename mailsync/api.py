@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -22,16 +23,20 @@ from urllib.parse import quote
 
 from django.core import signing
 from django.db import transaction
-from django.http import FileResponse
+from django.http import FileResponse, StreamingHttpResponse
+from django.utils import timezone
 from django.utils.html import escape, linebreaks
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from crm.api.negotiation import ParameterNamedFormat
 from crm.errors import ServiceError
+from crm.exports import Echo, spreadsheet_cell, streaming_csv
 from crm.graph.auth import GraphAuthError
 from crm.graph.errors import GraphError
 from mailsync import cache, selectors, services
@@ -564,3 +569,204 @@ class SendView(APIView):
             .get(pk=sent.pk)
         )
         return Response(message_detail(stored), status=201)
+
+
+# --- sent-mail recipient statistics -------------------------------------------------------------
+
+RECIPIENT_PAGE_TOKEN_SALT = "mailsync.api.recipient_stats.v1"  # noqa: S105 - a signing salt
+RECIPIENT_ORDERINGS = [
+    name for field in selectors.RECIPIENT_STAT_FIELDS for name in (field, f"-{field}")
+]
+RECIPIENT_INTEGER_KEYS = {"sent_to", "sent_cc", "sent_bcc", "sent_total"}
+RECIPIENT_TIME_KEYS = {"first_sent_at", "last_sent_at"}
+
+
+class RecipientStatsParams(serializers.Serializer):
+    mailbox = serializers.ListField(
+        child=serializers.CharField(max_length=320),
+        required=False,
+        max_length=100,
+        help_text="A mailbox's id or address; repeat it for several (`mailbox=3&mailbox=7`). "
+        "Default: every mailbox you see. The counts are summed over them.",
+    )
+    domain = serializers.CharField(
+        required=False, allow_blank=True, max_length=320, help_text="Recipients of this domain."
+    )
+    q = serializers.CharField(
+        required=False, allow_blank=True, max_length=320, help_text="The address contains this."
+    )
+    min_total = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=2**31 - 1,
+        help_text="At least this many mails sent (to, cc and bcc).",
+    )
+    last_sent_after = serializers.CharField(
+        required=False,
+        max_length=40,
+        help_text="Last mail sent at or after this: a day (from its start, in your time zone) "
+        "or an ISO 8601 time.",
+    )
+    last_sent_before = serializers.CharField(
+        required=False,
+        max_length=40,
+        help_text="Last mail sent before this: a day (before its start, in your time zone) or "
+        "an ISO 8601 time.",
+    )
+    ordering = serializers.ChoiceField(
+        choices=RECIPIENT_ORDERINGS,
+        default="address",
+        help_text="A field, `-` first for descending; ties go by address.",
+    )
+    pageSize = serializers.IntegerField(  # noqa: N815 - as in the message list
+        required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE
+    )
+    pageToken = serializers.CharField(required=False)  # noqa: N815
+    format = serializers.ChoiceField(
+        choices=[("json", "JSON"), ("csv", "CSV")],
+        default="json",
+        help_text="`csv`: every matching row (no pages) as a `text/csv` download.",
+    )
+
+    def validate_domain(self, value: str) -> str:
+        return value.strip().lower().removeprefix("@")
+
+    def validate_q(self, value: str) -> str:
+        return value.strip().lower()
+
+    def _instant(self, value: str) -> datetime:
+        try:
+            return selectors.recipient_instant(value, user=self.context["user"])
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate_last_sent_after(self, value: str) -> datetime:
+        return self._instant(value)
+
+    def validate_last_sent_before(self, value: str) -> datetime:
+        return self._instant(value)
+
+
+class RecipientStatSerializer(serializers.Serializer):
+    address = serializers.CharField()
+    domain = serializers.CharField()
+    sent_to = serializers.IntegerField()
+    sent_cc = serializers.IntegerField()
+    sent_bcc = serializers.IntegerField()
+    sent_total = serializers.IntegerField()
+    first_sent_at = serializers.DateTimeField()
+    last_sent_at = serializers.DateTimeField()
+
+
+RecipientStatsPageSchema = inline_serializer(
+    "MailRecipientStatsPage",
+    {
+        "recipients": RecipientStatSerializer(many=True),
+        "nextPageToken": serializers.CharField(allow_null=True),
+    },
+)
+
+
+def _recipient_token(ordering: str, row: dict[str, Any]) -> str:
+    key = ordering.removeprefix("-")
+    value = row[key].isoformat() if key in RECIPIENT_TIME_KEYS else row[key]
+    return signing.dumps([ordering, value, row["address"]], salt=RECIPIENT_PAGE_TOKEN_SALT)
+
+
+def _recipient_position(token: str, ordering: str) -> tuple[Any, str]:
+    try:
+        token_ordering, value, address = signing.loads(token, salt=RECIPIENT_PAGE_TOKEN_SALT)
+        key = str(token_ordering).removeprefix("-")
+        if key in RECIPIENT_TIME_KEYS:
+            value = datetime.fromisoformat(value)
+        elif key in RECIPIENT_INTEGER_KEYS:
+            value = int(value)
+        else:
+            value = str(value)
+        address = str(address)
+    except (signing.BadSignature, ValueError, TypeError) as exc:
+        raise exceptions.ValidationError({"pageToken": ["Invalid page token."]}) from exc
+    if token_ordering != ordering:
+        raise exceptions.ValidationError(
+            {"pageToken": ["This page token is for another ordering."]}
+        )
+    return value, address
+
+
+def _csv_cell(value: Any) -> Any:
+    return spreadsheet_cell(value.isoformat() if isinstance(value, datetime) else value)
+
+
+def _recipient_csv_lines(rows: Any) -> Any:
+    writer = csv.writer(Echo())
+    yield writer.writerow(selectors.RECIPIENT_STAT_FIELDS)
+    for row in rows.iterator(chunk_size=2000):
+        yield writer.writerow([_csv_cell(row[name]) for name in selectors.RECIPIENT_STAT_FIELDS])
+
+
+class RecipientStatsView(APIView):
+    """Who the mailboxes you see sent mail to: per recipient address, how many mails went
+    to it (To, Cc and Bcc apart and together) and the first and last time, summed over the
+    chosen mailboxes. Kept current from the mailboxes' Sent Items after each sync round."""
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = ParameterNamedFormat
+
+    @extend_schema(
+        operation_id="mail_recipient_stats_list",
+        parameters=[RecipientStatsParams],
+        responses={
+            (200, "application/json"): RecipientStatsPageSchema,
+            (200, "text/csv"): OpenApiResponse(
+                response=OpenApiTypes.STR,
+                description="With `format=csv`: a header row "
+                f"({', '.join(selectors.RECIPIENT_STAT_FIELDS)}), then every matching "
+                "recipient in the chosen order; sent as an attachment.",
+            ),
+            400: OpenApiResponse(description="A parameter that cannot be used, named."),
+        },
+        tags=["mail"],
+    )
+    def get(self, request: Request) -> Response | StreamingHttpResponse:
+        params = RecipientStatsParams(data=request.query_params, context={"user": request.user})
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        mailbox_ids = None
+        if data.get("mailbox"):
+            try:
+                mailbox_ids = selectors.recipient_mailbox_ids(
+                    user=request.user, keys=data["mailbox"]
+                )
+            except selectors.MessageQueryError as exc:
+                raise exceptions.ValidationError({exc.field: [exc.message]}) from None
+        filters = selectors.RecipientStatFilters(
+            domain=data.get("domain", ""),
+            q=data.get("q", ""),
+            min_total=data.get("min_total"),
+            last_sent_after=data.get("last_sent_after"),
+            last_sent_before=data.get("last_sent_before"),
+        )
+        ordering = data["ordering"]
+        rows = selectors.recipient_stats_for_user(user=request.user, mailbox_ids=mailbox_ids)
+        rows = selectors.recipient_stats_ordered(
+            selectors.recipient_stats_filter(rows, filters), ordering=ordering
+        )
+        if data["format"] == "csv":
+            stamp = timezone.now().strftime("%Y%m%dT%H%M")
+            lines = _recipient_csv_lines(rows)
+            return streaming_csv(request, lines, filename=f"recipient-stats-{stamp}.csv")
+        if data.get("pageToken"):
+            value, address = _recipient_position(data["pageToken"], ordering)
+            rows = selectors.recipient_stats_after(
+                rows, ordering=ordering, value=value, address=address
+            )
+        size = data["pageSize"]
+        page = list(rows[: size + 1])
+        more = len(page) > size
+        page = page[:size]
+        return Response(
+            {
+                "recipients": RecipientStatSerializer(page, many=True).data,
+                "nextPageToken": _recipient_token(ordering, page[-1]) if more else None,
+            }
+        )

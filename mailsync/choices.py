@@ -83,3 +83,11 @@ class OutboundStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     SENT = "sent", "Handed to the relay"
     FAILED = "failed", "Failed (the relay refused it for good, or retries ran out)"
+
+
+class RecipientKind(models.TextChoices):
+    """How a sent message addressed a recipient (sent-mail statistics)."""
+
+    TO = "to", "To"
+    CC = "cc", "Cc"
+    BCC = "bcc", "Bcc"

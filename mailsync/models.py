@@ -29,6 +29,7 @@ from mailsync.choices import (
     OperationKind,
     OperationStatus,
     OutboundStatus,
+    RecipientKind,
     RelaySecurity,
     RoundKind,
     RoundStatus,
@@ -522,3 +523,86 @@ class OutboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mail_from} → {', '.join(self.rcpt_tos[:3])} ({self.status})"
+
+
+class SentRecipient(models.Model):
+    """One recipient of one sent message: a row per (message, address, kind) of every message
+    in a mailbox's Sent Items (drafts excluded), kept from the mailbox's change numbers by
+    `mailsync.services.recipient_stats`.
+
+    `message` has no database constraint and no cascade on purpose: when a message is deleted
+    its rows stay until the update reads the message's tombstone, because only these rows
+    still say which recipients' statistics the deletion changes. The update removes them
+    then; a mailbox's rows go with the mailbox.
+    """
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(
+        Message, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    address = models.CharField(max_length=320, help_text="Lower-cased, trimmed.")
+    domain = models.CharField(max_length=320)
+    kind = models.CharField(max_length=3, choices=RecipientKind.choices)
+    sent_at = models.DateTimeField(help_text="The message's sent time (else its received time).")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "address", "kind"], name="mailsync_sentrecipient_unique"
+            )
+        ]
+        indexes = [
+            # Recomputing the statistics of the addresses a change touched.
+            models.Index(fields=["mailbox", "address"], name="mailsync_sentrcpt_addr_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.address} (message {self.message_id})"
+
+
+class RecipientStat(models.Model):
+    """What one mailbox sent to one address: counts per kind and in all, first and last time.
+
+    An aggregate of `SentRecipient`, recomputed for the addresses each change touches. The
+    columns are named `*_count` and `first_sent`/`last_sent` so that selectors can sum them
+    over mailboxes under the API's names (`sent_to`, `first_sent_at`...): Django refuses an
+    annotation named like a field.
+    """
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="recipient_stats")
+    address = models.CharField(max_length=320)
+    domain = models.CharField(max_length=320)
+    to_count = models.PositiveIntegerField("sent to", default=0)
+    cc_count = models.PositiveIntegerField("sent cc", default=0)
+    bcc_count = models.PositiveIntegerField("sent bcc", default=0)
+    total_count = models.PositiveIntegerField("sent in all", default=0)
+    first_sent = models.DateTimeField("first sent")
+    last_sent = models.DateTimeField("last sent")
+
+    class Meta:
+        verbose_name = "recipient statistic"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox", "address"], name="mailsync_recipientstat_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["mailbox", "domain"], name="mailsync_rcptstat_domain_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.address}: {self.total_count} sent"
+
+
+class RecipientStatCursor(models.Model):
+    """The last change number of a mailbox's container whose Sent Items effect is in the
+    statistics. Its row is locked by whoever updates or rebuilds them, so they never run
+    twice at once for a mailbox."""
+
+    mailbox = models.OneToOneField(
+        Mailbox, on_delete=models.CASCADE, related_name="recipient_stat_cursor"
+    )
+    last_seq = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    rebuilt_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"recipient statistics of mailbox {self.mailbox_id} at {self.last_seq}"

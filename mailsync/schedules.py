@@ -50,4 +50,11 @@ def default_schedules() -> list[ScheduleSpec]:
             description="Queues again the mail the SMTP listener accepted and no worker has "
             "delivered for a minute (a lost task or a crashed worker).",
         ),
+        ScheduleSpec(
+            name="mailsync: sweep recipient statistics",
+            task="mailsync.tasks.sweep_recipient_stats",
+            every_seconds=120,
+            description="Updates the sent-mail recipient statistics of mailboxes with changes "
+            "they have not seen (sync rounds and local delivery update them at once).",
+        ),
     ]

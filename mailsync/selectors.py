@@ -7,7 +7,7 @@ be settled after leaving a folder (no folder) are not listed anywhere.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -19,7 +19,7 @@ from django.contrib.postgres.search import (
     TrigramWordSimilarity,
 )
 from django.db import connection, transaction
-from django.db.models import F, FloatField, Q, QuerySet
+from django.db.models import F, FloatField, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Cast, Greatest, Lower
 from django.utils import timezone
 
@@ -27,7 +27,7 @@ from crm import selectors as crm_selectors
 from crm.db import is_postgresql
 from crm.models import User
 from mailsync.choices import FlagStatus, Importance, MailboxKind, WellKnownFolder
-from mailsync.models import Mailbox, MailFolder, Message
+from mailsync.models import Mailbox, MailFolder, Message, RecipientStat
 
 
 def mailbox_list(*, user: User) -> QuerySet[Mailbox]:
@@ -604,3 +604,123 @@ def mailboxes_stale(*, now: datetime | None = None) -> QuerySet[Mailbox]:
 def mailboxes_owned(*, user: User) -> QuerySet[Mailbox]:
     """An agent's own mailboxes with their connection health, for their profile."""
     return Mailbox.objects.filter(owner=user).select_related("grant").order_by("address")
+
+
+# --- sent-mail recipient statistics -----------------------------------------------------------
+#
+# Kept per (mailbox, address) by mailsync.services.recipient_stats; summed here over the
+# mailboxes asked for, one row per address.
+
+RECIPIENT_STAT_FIELDS = ("address", "domain", "sent_to", "sent_cc", "sent_bcc", "sent_total",
+                         "first_sent_at", "last_sent_at")  # fmt: skip
+
+
+def recipient_stats(*, mailbox_ids: Sequence[int]) -> QuerySet:
+    """What these mailboxes sent to each address, as dicts with the keys of
+    `RECIPIENT_STAT_FIELDS` (counts summed, first and last over all of them), ordered by
+    address. No visibility check: callers decide the mailboxes (`recipient_stats_for_user`
+    for a user)."""
+    return _recipient_stats_over(RecipientStat.objects.filter(mailbox_id__in=list(mailbox_ids)))
+
+
+def recipient_stats_for_user(*, user: User, mailbox_ids: Sequence[int] | None = None) -> QuerySet:
+    """`recipient_stats` over the mailboxes `user` sees (all of them, or those of
+    `mailbox_ids` they see), in one query."""
+    mailboxes = mailbox_list(user=user)
+    if mailbox_ids is not None:
+        mailboxes = mailboxes.filter(pk__in=list(mailbox_ids))
+    return _recipient_stats_over(RecipientStat.objects.filter(mailbox__in=mailboxes.values("pk")))
+
+
+def _recipient_stats_over(stats: QuerySet[RecipientStat]) -> QuerySet:
+    # The domain follows from the address, so grouping by both is grouping by the address.
+    return (
+        stats.values("address", "domain")
+        .annotate(
+            sent_to=Sum("to_count"),
+            sent_cc=Sum("cc_count"),
+            sent_bcc=Sum("bcc_count"),
+            sent_total=Sum("total_count"),
+            first_sent_at=Min("first_sent"),
+            last_sent_at=Max("last_sent"),
+        )
+        .order_by("address")
+    )
+
+
+def recipient_mailbox_ids(*, user: User, keys: Sequence[str]) -> list[int]:
+    """The ids of the mailboxes named by id or address, all of which `user` must see;
+    raises MessageQueryError naming `mailbox` for one they do not (as if it did not exist)."""
+    wanted = [key.strip() for key in keys if key.strip()]
+    condition = Q(pk__in=[])
+    for key in wanted:
+        condition |= _mailbox_key(key)
+    found = list(mailbox_list(user=user).filter(condition).values_list("pk", "address"))
+    for key in wanted:
+        if not any(str(pk) == key or address.lower() == key.lower() for pk, address in found):
+            raise MessageQueryError("mailbox", f"No such mailbox: {key}.")
+    return [pk for pk, _ in found]
+
+
+@dataclass(frozen=True)
+class RecipientStatFilters:
+    """The API's filters of the statistics, validated (instants in UTC)."""
+
+    domain: str = ""
+    q: str = ""
+    min_total: int | None = None
+    last_sent_after: datetime | None = None
+    last_sent_before: datetime | None = None
+
+
+def recipient_stats_filter(stats: QuerySet, filters: RecipientStatFilters) -> QuerySet:
+    """Narrow `recipient_stats` rows: domain and address text before summing, total and last
+    time on the sums."""
+    if filters.domain:
+        stats = stats.filter(domain=filters.domain)
+    if filters.q:
+        stats = stats.filter(address__contains=filters.q)
+    if filters.min_total is not None:
+        stats = stats.filter(sent_total__gte=filters.min_total)
+    if filters.last_sent_after is not None:
+        stats = stats.filter(last_sent_at__gte=filters.last_sent_after)
+    if filters.last_sent_before is not None:
+        stats = stats.filter(last_sent_at__lt=filters.last_sent_before)
+    return stats
+
+
+def recipient_instant(value: str, *, user: User) -> datetime:
+    """A day (its start in the caller's time zone) or an ISO 8601 time (an offset, else the
+    caller's zone) as a UTC instant; ValueError if it is neither."""
+    zone = crm_selectors.agent_timezone(user)
+    value = value.strip()
+    try:
+        if len(value) == 10:
+            instant = datetime.combine(date.fromisoformat(value), time.min, tzinfo=zone)
+        else:
+            instant = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T"))
+            if instant.tzinfo is None:
+                instant = instant.replace(tzinfo=zone)
+        return instant.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError("Give a date (2026-11-01) or an ISO 8601 time.") from None
+
+
+def recipient_stats_ordered(stats: QuerySet, *, ordering: str) -> QuerySet:
+    """By one of `RECIPIENT_STAT_FIELDS` (`-` for descending), then by address."""
+    key = ordering.removeprefix("-")
+    if key == "address":
+        return stats.order_by(F("address").desc() if ordering.startswith("-") else F("address"))
+    first = F(key).desc() if ordering.startswith("-") else F(key).asc()
+    return stats.order_by(first, "address")
+
+
+def recipient_stats_after(
+    stats: QuerySet, *, ordering: str, value: object, address: str
+) -> QuerySet:
+    """The rows after (`value`, `address`) in `ordering` (a keyset page's start)."""
+    key = ordering.removeprefix("-")
+    beyond = "lt" if ordering.startswith("-") else "gt"
+    if key == "address":
+        return stats.filter(**{f"address__{beyond}": address})
+    return stats.filter(Q(**{f"{key}__{beyond}": value}) | Q(**{key: value}, address__gt=address))

@@ -13,7 +13,7 @@ from crm.graph.errors import GraphThrottled, GraphUnavailable
 from mailsync import services
 from mailsync.choices import MailboxKind
 from mailsync.errors import SyncBusy
-from mailsync.models import Mailbox, MailFolder
+from mailsync.models import Mailbox, MailFolder, SyncRound
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,12 @@ def sync_mailbox(mailbox_id: int) -> None:
         return
     for line in result.skipped:
         logger.info("mail sync: %s", line)
+    if result.deleted or any(_changed(r) for r in result.rounds):
+        services.recipient_stats_soon(mailbox_id=mailbox_id)
+
+
+def _changed(sync_round: SyncRound) -> bool:
+    return bool(sync_round.added or sync_round.updated or sync_round.removed)
 
 
 @shared_task(
@@ -94,7 +100,7 @@ def sync_folder(self, folder_id: int, *, when_busy: str = "retry") -> None:
         return
     subscriptions.round_starting(kind=services.SUBSCRIPTION_KIND, target_id=folder_id)
     try:
-        services.folder_sync(folder=folder)
+        sync_round = services.folder_sync(folder=folder)
     except SyncBusy as exc:
         if when_busy == "retry":
             raise self.retry(countdown=5) from exc
@@ -102,6 +108,8 @@ def sync_folder(self, folder_id: int, *, when_busy: str = "retry") -> None:
         return
     folder.refresh_from_db(fields=["delta_link", "graph_id"])
     services.folder_subscription_ensure(folder=folder)
+    if _changed(sync_round):
+        services.recipient_stats_soon(mailbox_id=folder.mailbox_id)
 
 
 @shared_task(name="mailsync.tasks.poll_folders", ignore_result=True)
@@ -169,3 +177,40 @@ def sweep_outbound() -> None:
     """Beat: queue the outbound messages whose next attempt is due."""
     for outbound_id in services.outbound_due():
         relay_outbound.delay(outbound_id)
+
+
+@shared_task(
+    name="mailsync.tasks.update_recipient_stats",
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def update_recipient_stats(mailbox_id: int) -> None:
+    """Bring a mailbox's sent-mail recipient statistics up to its latest change, a bounded
+    number of batches at a time (queued again while more wait). Idempotent; concurrent runs
+    take turns on the mailbox's cursor row."""
+    progress = services.recipient_stats_update(mailbox_id=mailbox_id)
+    if progress.more:
+        update_recipient_stats.delay(mailbox_id)
+
+
+@shared_task(
+    name="mailsync.tasks.rebuild_recipient_stats",
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    max_retries=3,
+)
+def rebuild_recipient_stats(mailbox_id: int) -> None:
+    """Rebuild one mailbox's recipient statistics from its Sent Items (admin's action)."""
+    services.recipient_stats_rebuild(mailbox_id=mailbox_id)
+
+
+@shared_task(name="mailsync.tasks.sweep_recipient_stats", ignore_result=True)
+def sweep_recipient_stats() -> None:
+    """Beat: queue an update for every mailbox with changes its statistics have not seen
+    (what an agent moved or deleted in the CRM, a task lost with a worker)."""
+    for mailbox_id in services.mailboxes_behind_recipient_stats():
+        update_recipient_stats.delay(mailbox_id)

@@ -8,6 +8,7 @@ from mailsync.api import (
     AttachmentView,
     MessageDetailView,
     MessageListView,
+    RecipientStatsView,
     SendView,
 )
 
@@ -17,6 +18,7 @@ urlpatterns = [
     path("mail/messages", MessageListView.as_view(), name="mail-messages"),
     path("mail/message/<int:pk>", MessageDetailView.as_view(), name="mail-message"),
     path("mail/send", SendView.as_view(), name="mail-send"),
+    path("mail/recipient-stats", RecipientStatsView.as_view(), name="mail-recipient-stats"),
     path("mail/attachments/<int:pk>", AttachmentView.as_view(), name="mail-attachment-content"),
     path(
         "mail/message/<int:pk>/attachments/<int:attachment_pk>",

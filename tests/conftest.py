@@ -38,6 +38,15 @@ def _fresh_snapshots():
     forget_all()
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with an empty cache (this run's own Redis database): cached analytics
+    (cases.analytics_cache) and rate-limit windows of an earlier test must not leak into it."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _block_network() -> None:
     socket.socket.connect = _loopback_only  # type: ignore[method-assign]

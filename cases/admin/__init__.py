@@ -8,6 +8,7 @@ calls the same validation functions) and as an error message where it cannot (a 
 """
 
 from cases.admin import (  # noqa: F401 - registers the admins
+    airtable,
     cases,
     customers,
     macros,

@@ -22,7 +22,7 @@ from cases.admin.common import (
 )
 from cases.choices import CaseStatus
 from cases.errors import CaseError
-from cases.exports import case_csv_lines, case_export_queryset, streaming_csv
+from cases.exports import case_csv_lines, case_export_queryset
 from cases.models import (
     Case,
     CaseNote,
@@ -45,6 +45,7 @@ from crm.admin import (
     led_team_ids,
     members_of,
 )
+from crm.exports import streaming_csv
 from crm.models import Team, TeamMembership, User
 
 # --- cases --------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import asdict, fields
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from typing import Any
 
 from django.http import HttpResponse
@@ -22,7 +22,6 @@ from drf_spectacular.utils import (
     extend_schema_field,
 )
 from rest_framework import serializers
-from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,18 +29,21 @@ from rest_framework.views import APIView
 
 from cases import analytics
 from cases.analytics import (
+    EARLIEST,
+    LATEST,
     MAX_PERIOD_DAYS,
     PerformanceGrouping,
     PerformanceRow,
     Period,
+    PeriodError,
     TrendBucket,
     TrendGrouping,
+    period_between,
 )
-from cases.exports import spreadsheet_cell
 from crm import selectors as crm_selectors
+from crm.api.negotiation import ParameterNamedFormat
+from crm.exports import spreadsheet_cell
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 TAGS = ["analytics"]
 
 
@@ -111,25 +113,11 @@ class PeriodQuerySerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        start, end = attrs.get("from"), attrs.get("to")
-        if end is None:
-            end = Period.default().end
-        if start is None:
-            start = end - timedelta(days=analytics.DEFAULT_PERIOD_DAYS)
-        if start >= end:
-            raise serializers.ValidationError(
-                {"from": [f"Must be earlier than `to` ({end.isoformat()})."]}
-            )
-        if end - start > timedelta(days=MAX_PERIOD_DAYS):
-            raise serializers.ValidationError(
-                {
-                    "from": [
-                        f"The period from {start.isoformat()} to {end.isoformat()} is longer "
-                        f"than {MAX_PERIOD_DAYS} days; choose a shorter one."
-                    ]
-                }
-            )
-        attrs["period"] = Period(start=start, end=end)
+        # The rule (defaults, order, length) is the web reports' too: analytics.period_between.
+        try:
+            attrs["period"] = period_between(start=attrs.get("from"), end=attrs.get("to"))
+        except PeriodError as exc:
+            raise serializers.ValidationError({"from": [str(exc)]}) from exc
         return attrs
 
 
@@ -143,7 +131,8 @@ class PerformanceQuerySerializer(PeriodQuerySerializer):
     group_by = serializers.ChoiceField(
         choices=PerformanceGrouping.choices,
         default=PerformanceGrouping.AGENT,
-        help_text="One row per agent (current assignee), team, priority, type or channel.",
+        help_text="One row per agent (current assignee), team, priority, type, channel or "
+        "organization.",
     )
 
 
@@ -358,20 +347,6 @@ class PerformanceView(AnalyticsView):
         )
         data = self.envelope(params, group_by=params["group_by"], rows=rows)
         return Response(PerformanceSerializer(data).data)
-
-
-class ParameterNamedFormat(BaseContentNegotiation):
-    """Always JSON (errors included). `format` is the reports endpoint's own parameter
-    (`json` or `csv`, validated like the others); DRF would otherwise read it as a renderer
-    override and answer an unknown value with 404."""
-
-    def select_parser(self, request: Request, parsers: list) -> Any:
-        return parsers[0]
-
-    def select_renderer(
-        self, request: Request, renderers: list, format_suffix: str | None = None
-    ) -> tuple[Any, str]:
-        return renderers[0], renderers[0].media_type
 
 
 TREND_COLUMNS = [f.name for f in fields(TrendBucket)]

@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from cases.analytics_cache import analytics_bump
 from cases.choices import (
     SLA_RUNNING_STATES,
     CaseStatus,
@@ -494,7 +495,8 @@ def _record_transitions(results: Iterable[tuple[Case, Computed]]) -> None:
 
 
 def _events(cases: list[tuple[int, datetime | None]], metric: str, state: str) -> None:
-    """One timeline event per (case id, due), announced after commit."""
+    """One timeline event per (case id, due), announced after commit; the figures cached for
+    the cases' teams and assignees are stale from then on (`cases.analytics_cache`)."""
     kind = TimelineKind.SLA_BREACHED if state == SlaState.BREACHED else TimelineKind.SLA_AT_RISK
     verb = "breached" if state == SlaState.BREACHED else "at risk"
     summary = f"SLA {SlaMetric(metric).label.lower()} {verb}"
@@ -505,6 +507,8 @@ def _events(cases: list[tuple[int, datetime | None]], metric: str, state: str) -
         for pk, due in cases
     )
     ids = [pk for pk, _ in cases]
+    owners = list(Case.objects.filter(pk__in=ids).values_list("team_id", "assignee_id"))
+    analytics_bump(team_ids={t for t, _ in owners}, user_ids={u for _, u in owners})
     transaction.on_commit(
         lambda: sla_transition.send(sender=Case, case_ids=ids, metric=metric, state=state),
         robust=True,

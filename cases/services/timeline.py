@@ -2,13 +2,15 @@
 
 Every change of a case passes through `timeline_record`, which makes it the one seam for live
 updates too: after the transaction commits, the case's viewers and the queues of its team(s)
-and assignee(s) hear "this case changed" (`crm.live`; one event per case per transaction).
+and assignee(s) hear "this case changed" (`crm.live`; one event per case per transaction), and
+the change numbers of cached analytics move on (`cases.analytics_cache`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from cases.analytics_cache import analytics_bump
 from cases.models import Case, TimelineEvent
 from crm import live
 from crm.models import User
@@ -21,6 +23,10 @@ def timeline_record(
         case=case, kind=kind, actor=actor, summary=summary[:500], data=data
     )
     _publish_case_changed(case=case, event=event, data=data)
+    analytics_bump(
+        team_ids=(case.team_id, data.get("old_team")),
+        user_ids=(case.assignee_id, data.get("old_assignee")),
+    )
     return event
 
 

@@ -27,13 +27,14 @@ from django.views.decorators.http import require_GET, require_POST
 from cases import selectors, services
 from cases.choices import CaseStatus, CaseType, Channel, Priority, SlaState
 from cases.errors import CaseError
-from cases.exports import case_csv_lines, case_export_queryset, streaming_csv
+from cases.exports import case_csv_lines, case_export_queryset
 from cases.filters import CaseFilter
 from cases.models import PRIORITY_RANK, Case, SavedView
 from cases.web.keyset import Key, Keyset, paginate
 from crm import selectors as crm_selectors
 from crm.db import is_postgresql
 from crm.errors import ServiceError
+from crm.exports import streaming_csv
 from crm.models import User
 
 COUNT_CAP = 1000

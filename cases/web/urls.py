@@ -1,6 +1,16 @@
 """URLs of the agent web UI (namespace `web`); each module lists its own patterns."""
 
-from cases.web import board, composer, directory, live, profile, queues, workspace
+from cases.web import (
+    board,
+    composer,
+    dashboard,
+    directory,
+    live,
+    profile,
+    queues,
+    reports,
+    workspace,
+)
 
 app_name = "web"
 
@@ -12,4 +22,6 @@ urlpatterns = [
     *composer.urlpatterns,
     *board.urlpatterns,
     *live.urlpatterns,
+    *dashboard.urlpatterns,
+    *reports.urlpatterns,
 ]

@@ -18,6 +18,13 @@ from mailsync.services.inbound import (
 )
 from mailsync.services.local import inbound_deliver
 from mailsync.services.mailboxes import folder_sync_set, mailbox_connect, mailbox_disconnect
+from mailsync.services.recipient_stats import (
+    StatsProgress,
+    mailboxes_behind_recipient_stats,
+    recipient_stats_rebuild,
+    recipient_stats_soon,
+    recipient_stats_update,
+)
 from mailsync.services.relay import outbound_due, outbound_relay, outbound_retry_now
 from mailsync.services.sending import OutgoingFile, draft_save, draft_send, send_message
 from mailsync.services.sync import (
@@ -81,4 +88,9 @@ __all__ = [
     "outbound_retry_now",
     "send_message",
     "orphans_settle",
+    "StatsProgress",
+    "mailboxes_behind_recipient_stats",
+    "recipient_stats_rebuild",
+    "recipient_stats_soon",
+    "recipient_stats_update",
 ]

@@ -36,6 +36,7 @@ from mailsync.choices import InboundStatus, WellKnownFolder
 from mailsync.mime import ParsedAttachment, ParsedMessage, parse_message
 from mailsync.models import Attachment, InboundMessage, Mailbox, MailFolder, Message
 from mailsync.services.attachments import storage_name
+from mailsync.services.recipient_stats import recipient_stats_soon
 from mailsync.signals import message_ingested
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ def _deliver(inbound_id: int, written: list[str]) -> list[Message]:
         announced = [(m.pk, m.mailbox_id, copy.folder.well_known) for m, copy in zip(
             messages, copies, strict=True)]  # fmt: skip
         transaction.on_commit(lambda: _announce(announced), robust=True)
+        for mailbox_id in sorted({c.mailbox.pk for c in copies if c.sent_copy}):
+            recipient_stats_soon(mailbox_id=mailbox_id)
     return messages
 
 

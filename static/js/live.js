@@ -11,6 +11,8 @@
  *  - the queue page (`#results`): on "queue.changed" the results and the views' counts are
  *    fetched again through the queue's own htmx endpoints, at most once a second and not while
  *    rows are selected; then "crm:queue-changed" is dispatched.
+ *  - a page marked [data-live-queue-events] (the dashboard): "queue.changed" dispatches
+ *    "crm:queue-changed" for the page's own script to refresh.
  *  - every page: "notification" updates the bell's count and name, and shows a toast.
  *
  * The socket reconnects with backoff (1 s doubling to 30 s, with jitter); after a reconnect
@@ -41,6 +43,19 @@
     return !!document.querySelector("section.queue #results");
   }
 
+  // Other pages that follow the queues (the dashboard) mark themselves and refresh on
+  // "crm:queue-changed" themselves.
+  function followsQueue() {
+    return onQueuePage() || !!document.querySelector("[data-live-queue-events]");
+  }
+
+  function queueChanged() {
+    if (onQueuePage()) queueRefresh.request();
+    else if (followsQueue()) {
+      document.dispatchEvent(new CustomEvent("crm:queue-changed", { detail: {} }));
+    }
+  }
+
   function send(message) {
     if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
   }
@@ -54,11 +69,11 @@
       backoff = 1000;
       document.documentElement.dataset.live = "open";
       if (caseNumber()) send({ subscribe: { case: caseNumber() } });
-      if (onQueuePage()) send({ subscribe: "queue" });
+      if (followsQueue()) send({ subscribe: "queue" });
       if (hadConnection) {
         // Events may have been missed while the socket was down.
         if (caseNumber()) caseRefresh.request();
-        if (onQueuePage()) queueRefresh.request();
+        queueChanged();
       }
       hadConnection = true;
     });
@@ -102,7 +117,7 @@
       if (message.case === caseNumber()) caseRefresh.request();
     },
     "queue.changed"() {
-      if (onQueuePage()) queueRefresh.request();
+      queueChanged();
     },
     notification(message) {
       updateBell(message.unread);

@@ -2,10 +2,11 @@
 
 import pytest
 from django.db.models import Count, F
+from django.db.models.functions import Coalesce
 
 from cases.bulkdata import generate_cases
-from cases.choices import CaseStatus
-from cases.models import Case
+from cases.choices import CaseStatus, SlaState
+from cases.models import Case, SlaPolicy
 from tests.cases.factories import CaseFactory, CustomerFactory, TeamFactory, make_agent
 
 pytestmark = pytest.mark.django_db
@@ -33,6 +34,34 @@ def test_generated_cases_are_numbered_consistent_and_searchable():
     follow_up = CaseFactory(team=team)
     assert follow_up.number == f"CASE-{follow_up.pk:06d}"
     assert follow_up.pk > max(c.pk for c in cases)
+
+
+def test_generated_cases_carry_the_sla_columns_the_clock_would_have_left():
+    team = TeamFactory()
+    make_agent(team=team)
+    CustomerFactory()
+    policy = SlaPolicy.objects.create(name="Standard", is_default=True)
+
+    generate_cases(200)
+
+    cases = Case.objects.all()
+    assert cases.filter(sla_policy=policy).count() == 200
+    done = Coalesce("first_response_at", "resolved_at")
+    met = cases.filter(sla_first_response_state=SlaState.MET)
+    assert met.exists()
+    assert not met.annotate(done=done).filter(done__gt=F("sla_first_response_due")).exists()
+    late = cases.filter(sla_first_response_state=SlaState.BREACHED)
+    assert late.exists()
+    assert not late.annotate(done=done).filter(done__lte=F("sla_first_response_due")).exists()
+    running = cases.filter(sla_resolution_state__in=[SlaState.ON_TRACK, SlaState.AT_RISK])
+    assert not running.filter(resolved_at__isnull=False).exists()
+    assert not running.filter(sla_due__isnull=True).exists()
+    assert (
+        not cases.exclude(sla_first_response_state__in=[SlaState.ON_TRACK, SlaState.AT_RISK])
+        .exclude(sla_resolution_state__in=[SlaState.ON_TRACK, SlaState.AT_RISK])
+        .filter(sla_due__isnull=False)
+        .exists()
+    ), "sla_due is the nearest deadline of a running target"
 
 
 def test_without_teams_and_customers_it_says_what_to_do_first():

@@ -244,7 +244,8 @@ def test_changing_the_status_answers_htmx_with_the_header_and_the_timeline(clien
     assert case.status == CaseStatus.IN_PROGRESS
     body = text_of(response)
     assert body.lstrip().startswith('<section id="case-header"')
-    assert 'id="timeline" class="timeline" hx-swap-oob="true"' in body
+    assert 'id="timeline"' in body
+    assert 'aria-labelledby="timeline-title" hx-swap-oob="true"' in body
     assert "Status: New → In progress" in body
 
 
