@@ -19,9 +19,11 @@ stored under. The order of events is safe: the reader takes the counters *before
 and the bump happens *after* commit, so an entry is never stored under a number newer than the
 data it saw.
 
-Entries also expire after `ANALYTICS_CACHE_SECONDS` (an hour by default): a backstop for
-changes that write no timeline row (bulk loads, raw SQL), and "now"-relative windows move on
-anyway because their bounds are part of the key.
+An entry also counts as moved once it is older than `ANALYTICS_MAX_AGE_SECONDS` (an hour by
+default): a backstop for changes that write no timeline row (bulk loads, raw SQL);
+"now"-relative windows move on anyway because their bounds are part of the key. Entries stay
+in the cache for `ANALYTICS_KEEP_SECONDS` (a week), so a page seen in that time always has a
+figure to answer with.
 
 **Stale while recomputing.** A cold report at a million cases takes up to two seconds, and on
 a busy team nearly every view follows some change. So an entry keeps the counters it was
@@ -30,16 +32,23 @@ background thread recomputes it (`ANALYTICS_REFRESH_IN_BACKGROUND`, on by defaul
 settings turn it off so that a change shows at once). A page therefore waits for a query
 only when it has no figure at all, and a figure is never more than one recomputation behind
 the changes its viewer may see.
+
+**Warm-up.** So that a page is rarely the one to wait, the worker recomputes, every
+`ANALYTICS_WARM_SECONDS`, the dashboard and the first report of every agent who signed in
+within `ANALYTICS_WARM_DAYS` (`cases.tasks.analytics_warm`); figures nothing moved cost it a
+cache read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -52,6 +61,8 @@ from crm.models import User
 T = TypeVar("T")
 PREFIX = "analytics"
 REFRESH_LOCK_SECONDS = 60
+# Part of every key: entries of another shape (an earlier release's) are never read back.
+ENTRY_FORMAT = 2
 logger = logging.getLogger(__name__)
 
 
@@ -126,35 +137,60 @@ def _bump(names: list[str]) -> None:
 
 
 def analytics_cached(
-    name: str, *, user: User, params: dict[str, Any], compute: Callable[[], T]
+    name: str,
+    *,
+    user: User,
+    params: dict[str, Any],
+    compute: Callable[[], T],
+    background: bool = True,
 ) -> T:
     """`compute()`'s result for this user and these parameters.
 
-    Fresh while none of the counters of the user's scope has moved. Once they moved, and
+    Fresh while none of the counters of the user's scope has moved (and it is younger than
+    `ANALYTICS_MAX_AGE_SECONDS`). Once they moved, and
     `ANALYTICS_REFRESH_IN_BACKGROUND` is on, the page gets the figure it had and one
     background thread per figure computes the new one (the next view shows it); otherwise,
     and when there is no figure yet, the caller computes it. `params` must hold everything the
     result depends on besides the scope (period bounds as ISO strings, grouping, team filter).
+    `background=False` is for figures cheap enough to recompute while the page waits, that
+    should agree with what the page shows next to them (the dashboard's SLA panel).
     """
     scope = analytics_scope(user)
     counters = _counters(scope)
-    material = json.dumps({"name": name, "params": params, "scope": scope}, sort_keys=True)
+    material = json.dumps(
+        {"name": name, "params": params, "scope": scope, "format": ENTRY_FORMAT}, sort_keys=True
+    )
     key = f"{PREFIX}:v:{hashlib.sha256(material.encode()).hexdigest()}"
     entry = cache.get(key)
     if entry is not None:
-        seen, value = entry
-        if seen == counters:
+        seen, computed_at, value = entry
+        if seen == counters and time.time() - computed_at < settings.ANALYTICS_MAX_AGE_SECONDS:
             return value
-        if settings.ANALYTICS_REFRESH_IN_BACKGROUND:
+        if background and settings.ANALYTICS_REFRESH_IN_BACKGROUND and not _inline.get():
             _refresh_in_background(key, counters, compute)
             return value
     return _compute_and_store(key, counters, compute)
 
 
 def _compute_and_store(key: str, counters: dict[str, int], compute: Callable[[], T]) -> T:
+    computed_at = time.time()
     value = compute()
-    cache.set(key, (counters, value), timeout=settings.ANALYTICS_CACHE_SECONDS)
+    cache.set(key, (counters, computed_at, value), timeout=settings.ANALYTICS_KEEP_SECONDS)
     return value
+
+
+_inline: contextvars.ContextVar[bool] = contextvars.ContextVar("analytics_inline", default=False)
+
+
+@contextlib.contextmanager
+def analytics_inline() -> Iterator[None]:
+    """Within this block moved figures are recomputed at once, never in a thread (the warm-up
+    task is itself the background)."""
+    token = _inline.set(True)
+    try:
+        yield
+    finally:
+        _inline.reset(token)
 
 
 _refreshing: set[threading.Thread] = set()  # for tests to wait on (`analytics_wait`)

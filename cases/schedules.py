@@ -27,4 +27,11 @@ def default_schedules() -> list[ScheduleSpec]:
             every_seconds=30,
             description="Retries outgoing webhook deliveries whose next attempt is due.",
         ),
+        ScheduleSpec(
+            name="cases: analytics warm-up",
+            task="cases.tasks.analytics_warm",
+            every_seconds=300,
+            description="Recomputes the dashboard and first report of agents who signed in "
+            "recently whose figures changes have moved, so their pages rarely wait.",
+        ),
     ]

@@ -145,3 +145,12 @@ def airtable_export(export_id: int, full: bool = False) -> None:
         logging.getLogger(__name__).info("%s", exc.message)
     except AirtableExport.DoesNotExist:
         return
+
+
+@shared_task(name="cases.tasks.analytics_warm", ignore_result=True)
+def analytics_warm() -> None:
+    # Imported here: the figures are the pages' (cases.web), which the worker need not load
+    # for its other tasks.
+    from cases.web.warmup import analytics_warm_recent
+
+    analytics_warm_recent()

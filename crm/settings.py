@@ -171,9 +171,13 @@ else:
 # processes (0 = never). Unset: 5 s with the in-memory channel layer, 0 with Redis.
 LIVE_POLL_SECONDS = env.float("LIVE_POLL_SECONDS", default=None)
 
-# Cached dashboard and report figures expire after this even when no change moved their
-# change numbers (cases.analytics_cache).
-ANALYTICS_CACHE_SECONDS = env.int("ANALYTICS_CACHE_SECONDS", default=3600)
+# Cached dashboard and report figures (cases.analytics_cache) are recomputed once older than
+# this even when no change moved their change numbers, and kept this long to answer with.
+ANALYTICS_MAX_AGE_SECONDS = env.int("ANALYTICS_MAX_AGE_SECONDS", default=3600)
+ANALYTICS_KEEP_SECONDS = env.int("ANALYTICS_KEEP_SECONDS", default=7 * 24 * 3600)
+# The worker recomputes the dashboard and first report of agents who signed in this recently
+# (days), on its schedule "cases: analytics warm-up" (every 5 minutes), so pages rarely wait.
+ANALYTICS_WARM_DAYS = env.int("ANALYTICS_WARM_DAYS", default=1)
 # Once a change moved them on, answer with the figures as they were and recompute them in a
 # background thread (off: the viewer waits for the recomputation).
 ANALYTICS_REFRESH_IN_BACKGROUND = env.bool("ANALYTICS_REFRESH_IN_BACKGROUND", default=True)

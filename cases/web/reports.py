@@ -626,13 +626,7 @@ def reports_page(request: HttpRequest) -> HttpResponse:
             return HttpResponse("\n".join(problems), status=400, content_type="text/plain")
         context = _context(request, report, form, audience, sections=[], problems=problems)
         return render(request, "cases/reports/page.html", context, status=400)
-    query = Query(
-        audience=audience,
-        period=form.chosen_period(now=timezone.now()),
-        interval=form.cleaned_data.get("interval", ""),
-        group_by=form.cleaned_data.get("group_by", ""),
-        team_id=form.cleaned_data.get("team") or None,
-    )
+    query = _query(form, audience, now=timezone.now())
     figures = report.compute(query)
     sections = report.charts(query, figures)
     if form.cleaned_data["period"] != Preset.CUSTOM:
@@ -653,6 +647,30 @@ def reports_page(request: HttpRequest) -> HttpResponse:
     context["period"] = query.period
     context["last_day"] = (query.period.end - timedelta(days=1)).date()
     return render(request, "cases/reports/page.html", context)
+
+
+def _query(form: ReportForm, audience: Audience, *, now: datetime) -> Query:
+    return Query(
+        audience=audience,
+        period=form.chosen_period(now=now),
+        interval=form.cleaned_data.get("interval", ""),
+        group_by=form.cleaned_data.get("group_by", ""),
+        team_id=form.cleaned_data.get("team") or None,
+    )
+
+
+def reports_warm(user: User, *, now: datetime) -> bool:
+    """Compute the figures of the report `/reports/` opens with, for `user`, as the page
+    would (`cases.tasks.analytics_warm`). False for users who may not see reports."""
+    audience = report_audience(user)
+    if audience is None:
+        return False
+    report = REPORTS[DEFAULT_REPORT]
+    form = ReportForm(QueryDict(), report=report, audience=audience)
+    if not form.is_valid():
+        return False
+    report.compute(_query(form, audience, now=now))
+    return True
 
 
 def _problems(form: ReportForm, *, known: bool, slug: str) -> list[str]:

@@ -188,3 +188,25 @@ def test_a_failing_background_recomputation_keeps_the_old_figure(alpha, settings
     assert analytics_cached("broken", user=ada, params={}, compute=lambda: "new") == "old"
     analytics_wait()
     assert analytics_cached("broken", user=ada, params={}, compute=lambda: "x") == "new"
+
+
+def test_a_figure_older_than_the_maximum_age_is_recomputed_without_any_change(alpha, settings):
+    ada = make_agent(team=alpha)
+    figure = Figure()
+    figure.read(ada)
+    settings.ANALYTICS_MAX_AGE_SECONDS = 0  # a write that bypassed the services, an hour ago
+    assert figure.read(ada) == {"run": 2}
+
+
+def test_a_figure_that_must_not_be_stale_is_recomputed_while_the_page_waits(alpha, settings):
+    settings.ANALYTICS_REFRESH_IN_BACKGROUND = True
+    ada = make_agent(team=alpha)
+    case = CaseFactory(team=alpha)
+    figure = Figure()
+
+    def read() -> dict[str, int]:
+        return analytics_cached("now", user=ada, params={}, compute=figure, background=False)
+
+    assert read() == {"run": 1}
+    services.case_update(actor=ada, case=case, priority="high")
+    assert read() == {"run": 2}
