@@ -110,13 +110,9 @@ def run() -> None:
         with _changing_cases(env):
             rows.update(_measure_pages(analytics, f"{CHANGES_PER_SECOND} changes/s"))
         loads = _browser_loads(base, cookie, {n: u for n, u in pages.items() if "lazy" not in n})
-        loads.update(
-            _browser_loads(
-                base,
-                info["lead_cookie"],
-                {name: url for name, (url, who) in analytics.items() if who == info["lead_cookie"]},
-            )
-        )
+        for who in (cookie, info["lead_cookie"]):
+            mine = {name: url for name, (url, viewer) in analytics.items() if viewer == who}
+            loads.update(_browser_loads(base, who, mine))
     finally:
         server.terminate()
         server.wait(timeout=30)
