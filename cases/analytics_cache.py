@@ -56,6 +56,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 
 from crm import selectors as crm_selectors
+from crm.db import transaction_batch
 from crm.models import User
 
 T = TypeVar("T")
@@ -102,17 +103,10 @@ def analytics_bump(*, team_ids: Iterable[int | None], user_ids: Iterable[int | N
     them too, or use a transactional test.)
     """
     names = ["all", *(f"team:{t}" for t in team_ids if t), *(f"user:{u}" for u in user_ids if u)]
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
+    if not transaction.get_connection().in_atomic_block:
         _bump(names)
         return
-    pending: _Pending | None = getattr(connection, "_analytics_pending", None)
-    waiting = (getattr(callback, "__self__", None) for _, callback, _ in connection.run_on_commit)
-    if pending is None or pending.flushed or not any(owner is pending for owner in waiting):
-        pending = _Pending()
-        connection._analytics_pending = pending
-        transaction.on_commit(pending.flush, robust=True)
-    pending.names.update(dict.fromkeys(names))
+    transaction_batch("analytics", _Pending).names.update(dict.fromkeys(names))
 
 
 class _Pending:
@@ -120,10 +114,8 @@ class _Pending:
 
     def __init__(self) -> None:
         self.names: dict[str, None] = {}
-        self.flushed = False  # a test's captureOnCommitCallbacks runs it but leaves it listed
 
     def flush(self) -> None:
-        self.flushed = True
         _bump(list(self.names))
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Protocol, TypeVar
 
-from django.db import connection, migrations, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, migrations, models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.db.models.lookups import Exact
@@ -136,3 +138,59 @@ def lease_give_back(
     model._default_manager.filter(pk=pk, **{f"{prefix}_owner": token}).update(
         **{f"{prefix}_owner": "", f"{prefix}_expires_at": None}
     )
+
+
+# --- work gathered per transaction --------------------------------------------------------
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+
+B = TypeVar("B", bound=Flushable)
+
+
+class _BatchHook:
+    """The on-commit callback of one batch: flushes it once."""
+
+    def __init__(self, batch: Flushable, hooks: list) -> None:
+        self.batch = batch
+        self.hooks = hooks  # the connection's callback list it was last seen in
+        self.done = False  # a test's captureOnCommitCallbacks runs it but leaves it listed
+
+    def run(self) -> None:
+        self.done = True
+        self.batch.flush()
+
+
+def transaction_batch(key: str, factory: Callable[[], B], *, using: str = DEFAULT_DB_ALIAS) -> B:
+    """The batch gathering `key`'s work in the transaction in progress, made by `factory` on
+    first use; its `flush()` runs once, after the transaction commits, and never on rollback.
+
+    Precondition: the caller is inside `transaction.atomic` (outside one there is nothing to
+    wait for: act at once). Several calls in one transaction get the same batch, so work asked
+    for many times in it (one timeline row per changed case of a sweep) is done once. A batch
+    whose callback is no longer pending (committed, or discarded by a rollback) is finished,
+    and a new one starts. Finding that out is a list scan only after Django replaced the
+    connection's callback list (commit, rollback, a savepoint rolled back).
+    """
+    conn = connections[using]
+    hooks: dict[str, _BatchHook] = conn.__dict__.setdefault("_crm_transaction_batches", {})
+    hook = hooks.get(key)
+    if hook is not None and _still_pending(hook, conn.run_on_commit):
+        return hook.batch  # type: ignore[return-value]
+    hook = _BatchHook(factory(), conn.run_on_commit)
+    hooks[key] = hook
+    transaction.on_commit(hook.run, using=using, robust=True)
+    return hook.batch  # type: ignore[return-value]
+
+
+def _still_pending(hook: _BatchHook, waiting: list) -> bool:
+    if hook.done:
+        return False
+    if hook.hooks is waiting:
+        return True
+    if any(getattr(callback, "__self__", None) is hook for _, callback, _ in waiting):
+        hook.hooks = waiting
+        return True
+    return False

@@ -41,9 +41,10 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Count
 
+from crm.db import transaction_batch
 from crm.models import Notification
 
 logger = logging.getLogger(__name__)
@@ -120,30 +121,12 @@ def publish_on_commit(
         _send([(tuple(groups), event)])
         remember_published(published)
         return
-    batch = _current_batch(using)
+    batch = transaction_batch("crm.live", _Batch, using=using)
     key = key or new_event_id()
     earlier = batch.events.pop(key, None)  # re-added at the end: order follows the latest
     merged = dict.fromkeys((*earlier[0], *groups) if earlier else groups)
     batch.events[key] = (tuple(merged), event)
     batch.published.extend(published)
-
-
-def _current_batch(using: str) -> _Batch:
-    """The batch of the transaction in progress, registering its flush on first use.
-
-    A batch whose flush callback is no longer pending (its transaction committed, or rolled
-    back and discarded the callback) is finished; a new one starts.
-    """
-    connection = connections[using]
-    batch: _Batch | None = getattr(connection, "_crm_live_batch", None)
-    if batch is not None and any(
-        getattr(callback, "__self__", None) is batch for _, callback, _ in connection.run_on_commit
-    ):
-        return batch
-    batch = _Batch()
-    connection._crm_live_batch = batch
-    transaction.on_commit(batch.flush, using=using, robust=True)
-    return batch
 
 
 def _send(items: list[tuple[tuple[str, ...], dict[str, Any]]]) -> None:

@@ -38,13 +38,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from cases import selectors, services
-from cases.choices import OPEN_TASK_STATUSES, TASK_TRANSITIONS, Priority, TaskStatus
+from cases.choices import OPEN_TASK_STATUSES, TASK_TRANSITIONS, TaskStatus
 from cases.models import Case, Task
 from cases.web.directory import (
-    PlainForm,
+    TaskFilters,
     active_agents,
+    filter_tasks,
+    prepare_task_rows,
     safe_next,
-    start_of_day,
     status_label,
     valid_filters,
 )
@@ -88,35 +89,15 @@ BOARD_SCOPES: dict[str, BoardScope] = {
 }
 
 
-class BoardFilterForm(PlainForm):
+class BoardFilterForm(TaskFilters):
+    field_order = ["view", "assignee", "priority", "due_from", "due_to", "overdue"]
+
     view = forms.ChoiceField(
         required=False,
         choices=[(k, v.label) for k, v in BOARD_SCOPES.items()],
         widget=forms.HiddenInput,
     )
-    assignee = forms.ChoiceField(required=False)
-    priority = forms.ChoiceField(required=False)
-    due_from = forms.DateField(
-        required=False, label="Due from", widget=forms.DateInput(attrs={"type": "date"})
-    )
-    due_to = forms.DateField(
-        required=False, label="Due until", widget=forms.DateInput(attrs={"type": "date"})
-    )
     overdue = forms.BooleanField(required=False, label="Overdue only")
-
-    def __init__(self, *args: object, agents: QuerySet[User], **kwargs: object):
-        super().__init__(*args, **kwargs)
-        people = [(str(agent.pk), agent.get_full_name() or agent.email) for agent in agents]
-        self.fields["assignee"].choices = [("", "Anyone"), ("me", "Me"), ("none", "Unassigned")]
-        self.fields["assignee"].choices += people
-        self.fields["priority"].choices = [("", "Any priority"), *Priority.choices]
-
-    def clean(self) -> dict:
-        data = super().clean()
-        start, end = data.get("due_from"), data.get("due_to")
-        if start and end and start > end:
-            self.add_error("due_to", "The end of the due range is before its start.")
-        return data
 
 
 def chosen_scope(request: HttpRequest) -> str:
@@ -131,19 +112,7 @@ def board_tasks(*, user: User, scope: str, filters: dict, tz: zoneinfo.ZoneInfo)
     recent = timezone.now() - timedelta(days=CLOSED_DAYS)
     tasks = tasks.exclude(status=TaskStatus.CLOSED, completed_at__lt=recent)
     tasks = tasks.exclude(status=TaskStatus.CLOSED, completed_at__isnull=True)
-    assignee = filters.get("assignee")
-    if assignee == "me":
-        tasks = tasks.filter(assignee=user)
-    elif assignee == "none":
-        tasks = tasks.filter(assignee__isnull=True)
-    elif assignee:
-        tasks = tasks.filter(assignee_id=int(assignee))
-    if filters.get("priority"):
-        tasks = tasks.filter(priority=filters["priority"])
-    if filters.get("due_from"):
-        tasks = tasks.filter(due_at__gte=start_of_day(filters["due_from"], tz))
-    if filters.get("due_to"):
-        tasks = tasks.filter(due_at__lt=start_of_day(filters["due_to"] + timedelta(days=1), tz))
+    tasks = filter_tasks(tasks, user=user, filters=filters, tz=tz)
     if filters.get("overdue"):
         tasks = tasks.filter(status__in=OPEN_TASK_STATUSES, due_at__lt=timezone.now())
     return tasks
@@ -167,11 +136,9 @@ def column_order(status: str) -> tuple:
 def prepare_cards(tasks: list[Task], *, now) -> list[Task]:
     """Give each card what its template needs without a query: its menu of statuses (those
     the task may move to from where it is), its link, whether it is overdue."""
+    prepare_task_rows(tasks)
     for task in tasks:
-        allowed = {task.status, *TASK_TRANSITIONS[task.status]}
-        task.status_choices = [(v, label) for v, label in TaskStatus.choices if v in allowed]
         task.allowed_moves = " ".join(sorted(TASK_TRANSITIONS[task.status]))
-        task.case_url = reverse("web:case", args=[task.case.number]) if task.case_id else ""
         task.overdue = bool(task.due_at and task.due_at < now and task.status in OPEN_TASK_STATUSES)
     return tasks
 

@@ -440,13 +440,9 @@ def status_label(value: str) -> str:
     return TaskStatus(value).label
 
 
-class TaskFilterForm(PlainForm):
-    view = forms.ChoiceField(
-        required=False,
-        choices=[(k, v.label) for k, v in TASK_VIEWS.items()],
-        widget=forms.HiddenInput,
-    )
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *TaskStatus.choices])
+class TaskFilters(PlainForm):
+    """The filters the task list and the board share: priority, assignee, due range."""
+
     priority = forms.ChoiceField(required=False, choices=[("", "Any priority"), *Priority.choices])
     assignee = forms.ChoiceField(required=False)
     due_from = forms.DateField(
@@ -455,11 +451,8 @@ class TaskFilterForm(PlainForm):
     due_to = forms.DateField(
         required=False, label="Due until", widget=forms.DateInput(attrs={"type": "date"})
     )
-    sort = forms.ChoiceField(
-        required=False, choices=[(k, label) for k, (label, _) in TASK_SORTS.items()]
-    )
 
-    def __init__(self, *args: object, agents: Iterable[User], view: str, **kwargs: object):
+    def __init__(self, *args: object, agents: Iterable[User], **kwargs: object):
         super().__init__(*args, **kwargs)
         people = [(str(agent.pk), agent.get_full_name() or agent.email) for agent in agents]
         self.fields["assignee"].choices = [
@@ -468,10 +461,6 @@ class TaskFilterForm(PlainForm):
             ("none", "Unassigned"),
             *people,
         ]
-        statuses = TASK_VIEWS[view].statuses
-        self.fields["status"].choices = [("", "Any status")] + [
-            (value, status_label(value)) for value in statuses
-        ]
 
     def clean(self) -> dict:
         data = super().clean()
@@ -479,6 +468,47 @@ class TaskFilterForm(PlainForm):
         if start and end and start > end:
             self.add_error("due_to", "The end of the due range is before its start.")
         return data
+
+
+class TaskFilterForm(TaskFilters):
+    field_order = ["view", "status", "priority", "assignee", "due_from", "due_to", "sort"]
+
+    view = forms.ChoiceField(
+        required=False,
+        choices=[(k, v.label) for k, v in TASK_VIEWS.items()],
+        widget=forms.HiddenInput,
+    )
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *TaskStatus.choices])
+    sort = forms.ChoiceField(
+        required=False, choices=[(k, label) for k, (label, _) in TASK_SORTS.items()]
+    )
+
+    def __init__(self, *args: object, agents: Iterable[User], view: str, **kwargs: object):
+        super().__init__(*args, agents=agents, **kwargs)
+        statuses = TASK_VIEWS[view].statuses
+        self.fields["status"].choices = [("", "Any status")] + [
+            (value, status_label(value)) for value in statuses
+        ]
+
+
+def filter_tasks(
+    tasks: QuerySet[Task], *, user: User, filters: dict, tz: zoneinfo.ZoneInfo
+) -> QuerySet[Task]:
+    """Apply the shared filters (`TaskFilters`' cleaned data); due days in the agent's zone."""
+    if filters.get("priority"):
+        tasks = tasks.filter(priority=filters["priority"])
+    assignee = filters.get("assignee")
+    if assignee == "me":
+        tasks = tasks.filter(assignee=user)
+    elif assignee == "none":
+        tasks = tasks.filter(assignee__isnull=True)
+    elif assignee:
+        tasks = tasks.filter(assignee_id=int(assignee))
+    if filters.get("due_from"):
+        tasks = tasks.filter(due_at__gte=start_of_day(filters["due_from"], tz))
+    if filters.get("due_to"):
+        tasks = tasks.filter(due_at__lt=start_of_day(filters["due_to"] + timedelta(days=1), tz))
+    return tasks
 
 
 def chosen_view(request: HttpRequest) -> str:
@@ -494,19 +524,7 @@ def tasks_matching(user: User, view: TaskView, filters: dict, tz: zoneinfo.ZoneI
     tasks = view.scope(selectors.task_list(user=user), user)
     status = filters.get("status")
     tasks = tasks.filter(status__in=[status] if status else view.statuses)
-    if filters.get("priority"):
-        tasks = tasks.filter(priority=filters["priority"])
-    assignee = filters.get("assignee")
-    if assignee == "me":
-        tasks = tasks.filter(assignee=user)
-    elif assignee == "none":
-        tasks = tasks.filter(assignee__isnull=True)
-    elif assignee:
-        tasks = tasks.filter(assignee_id=int(assignee))
-    if filters.get("due_from"):
-        tasks = tasks.filter(due_at__gte=start_of_day(filters["due_from"], tz))
-    if filters.get("due_to"):
-        tasks = tasks.filter(due_at__lt=start_of_day(filters["due_to"] + timedelta(days=1), tz))
+    tasks = filter_tasks(tasks, user=user, filters=filters, tz=tz)
     return tasks.select_related("case", "assignee")
 
 
